@@ -1,0 +1,263 @@
+"""Base DataModule, the canonical class order and split utilities shared by every dataset.
+
+Every dataset parser maps its own label order onto :data:`CANONICAL_CLASSES` at the parsing
+edge.  A dataset item is ``(x, y)``: ``x`` a uint8 tensor ``[C,H,W]`` (static) or
+``[T,C,H,W]`` (dynamic), ``y`` an int class id in the canonical order (or a float soft
+target over the classes).  The DataModule wraps each split so that the loaders yield
+``(x, y, index)``: the index lets evaluation count each sample exactly once under DDP.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from fer_bench.data.transforms import build_transform
+from fer_bench.errors import UnreadableSample, UserError
+
+CANONICAL_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+CANONICAL_CLASSES_8: tuple[str, ...] = CANONICAL_CLASSES + ("contempt",)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ``fer-bench list`` shows of a dataset."""
+
+    modality: str  # "static" | "dynamic"
+    protocol: str
+    citation: str = ""
+
+
+class SplitDataset(Dataset):
+    """A split seen through a transform, yielding ``(x, y, index)``.
+
+    ``base`` is any dataset yielding ``(x_uint8, y)``; ``indices`` selects its samples.  A
+    sample whose file cannot be read (the base raises :class:`UnreadableSample`) yields
+    ``(None, None, index, path)``; :func:`collate_skipping` drops it from the batch and
+    passes its path on, so the run counts it instead of crashing.
+    """
+
+    def __init__(self, base: Dataset, indices: Sequence[int], transform=None) -> None:
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        try:
+            x, y = self.base[int(self.indices[i])]
+        except UnreadableSample as e:
+            return None, None, i, f"{e.path} ({e.reason})"
+        if self.transform is not None:
+            x = self.transform(x)
+        if isinstance(y, torch.Tensor):
+            y = y.to(torch.float32) if y.is_floating_point() else int(y)
+        return x, y, i
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(dataset_labels(self.base))[self.indices]
+
+
+def collate_skipping(items: list) -> tuple:
+    """Collate ``(x, y, index)`` items into ``(x, y, index, skipped)``.
+
+    ``skipped`` lists the unreadable files of this batch; ``x`` is ``None`` when every
+    sample of the batch was unreadable (the steps then skip the batch).
+    """
+    good = [it[:3] for it in items if it[0] is not None]
+    skipped = [it[3] for it in items if it[0] is None]
+    if not good:
+        return None, None, None, skipped
+    x, y, idx = default_collate(good)
+    return x, y, idx, skipped
+
+
+def dataset_labels(ds: Dataset) -> np.ndarray:
+    """Hard class id of every sample.  Parsers expose ``labels`` so that nothing is decoded."""
+    labels = getattr(ds, "labels", None)
+    if labels is None:
+        raise TypeError(f"{type(ds).__name__} must expose `labels` (the class id of each sample)")
+    return np.asarray(labels, dtype=np.int64)
+
+
+def stratified_split(
+    labels: Sequence[int], val_fraction: float, seed: int, groups: Sequence[Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified train/val split of sample positions.
+
+    Without ``groups`` each class gives ``round(n_c * val_fraction)`` samples (at least one
+    when it has two or more).  With ``groups`` (subject ids) whole groups go to validation,
+    per class of a group's majority label, so that no subject is on both sides.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    val: list[int] = []
+    if groups is None:
+        for c in np.unique(labels):
+            pos = np.flatnonzero(labels == c)
+            rng.shuffle(pos)
+            k = int(round(len(pos) * val_fraction))
+            if k == 0 and len(pos) >= 2 and val_fraction > 0:
+                k = 1
+            val.extend(pos[:k].tolist())
+    else:
+        groups = np.asarray(groups)
+        uniq = np.unique(groups)
+        major = {g: np.bincount(labels[groups == g]).argmax() for g in uniq}
+        for c in np.unique([major[g] for g in uniq]):
+            gs = np.array([g for g in uniq if major[g] == c])
+            rng.shuffle(gs)
+            k = int(round(len(gs) * val_fraction))
+            if k == 0 and len(gs) >= 2 and val_fraction > 0:
+                k = 1
+            val.extend(np.flatnonzero(np.isin(groups, gs[:k])).tolist())
+    val_arr = np.sort(np.asarray(val, dtype=np.int64))
+    train_arr = np.setdiff1d(np.arange(len(labels)), val_arr)
+    return train_arr, val_arr
+
+
+def limit_per_class(labels: Sequence[int], positions: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """At most ``n`` samples per class from ``positions`` (seeded, order kept)."""
+    if n is None:
+        return positions
+    labels = np.asarray(labels)[positions]
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for c in np.unique(labels):
+        pos = positions[labels == c]
+        if len(pos) > n:
+            pos = np.sort(rng.choice(pos, size=n, replace=False))
+        keep.extend(pos.tolist())
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+class FERDataModule(L.LightningDataModule):
+    """Owns a dataset's splits, its class list, its protocol arguments and its loaders.
+
+    Subclasses set :attr:`classes`, :attr:`info`, and implement :meth:`build_splits`, which
+    returns ``{"train": ds, "val": ds or None, "test": ds}`` of datasets yielding uint8
+    ``(x, y)`` and exposing ``labels`` (and optionally ``groups``: the subject of each sample).
+    A dataset without a validation split gets one carved from training (stratified, seeded,
+    by subject when ``groups`` exists).  The test split is never used for selection.
+    """
+
+    classes: ClassVar[tuple[str, ...]] = CANONICAL_CLASSES
+    info: ClassVar[DatasetInfo] = DatasetInfo("static", "")
+    default_input_size: ClassVar[int] = 48
+    default_in_chans: ClassVar[int] = 1
+    requires_root: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        root: str | None = None,
+        *,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        fold: int | None = None,
+        limit_per_class: int | None = None,
+        input_size: int | None = None,
+        in_chans: int | None = None,
+        val_fraction: float = 0.1,
+        eval_batch_size: int | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if self.requires_root and root is None:
+            raise UserError(f"dataset {self.registry_name!r} needs --root PATH (the folder as distributed)")
+        self.root = root
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.fold = fold
+        self.limit = limit_per_class
+        self.input_size = input_size or self.default_input_size
+        self.in_chans = in_chans or self.default_in_chans
+        self.val_fraction = val_fraction
+        self.pin_memory = pin_memory
+        self.splits: dict[str, SplitDataset] = {}
+
+    # -- to implement -------------------------------------------------------------------
+    def build_splits(self) -> dict[str, Dataset | None]:
+        """Parse the folder: ``{"train", "val" (or None), "test"}`` datasets.  Layout problems
+        raise :class:`~fer_bench.errors.DataFormatError` naming the file, line and expectation."""
+        raise NotImplementedError
+
+    @classmethod
+    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, **options: Any) -> None:
+        """Write synthetic faces in this dataset's exact on-disk layout under ``root``."""
+        raise UserError(f"dataset {cls.registry_name!r} has no synthetic layout writer")
+
+    # -- shared mechanics ---------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def modality(self) -> str:
+        return self.info.modality
+
+    def protocol_args(self) -> dict[str, Any]:
+        """Everything that changes the number; recorded in config.yaml and leaderboards."""
+        return {"fold": self.fold, "limit_per_class": self.limit, "input_size": self.input_size,
+                "in_chans": self.in_chans, "classes": len(self.classes)}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        raw = self.build_splits()
+        train, val, test = raw["train"], raw.get("val"), raw["test"]
+        train_labels = dataset_labels(train)
+        if val is None:
+            groups = getattr(train, "groups", None)
+            tr_pos, va_pos = stratified_split(train_labels, self.val_fraction, self.seed, groups)
+            val = train
+        else:
+            tr_pos, va_pos = np.arange(len(train)), np.arange(len(val))
+        tr_pos = limit_per_class(train_labels, tr_pos, self.limit, self.seed)
+        va_pos = limit_per_class(dataset_labels(val), va_pos, self.limit, self.seed + 1)
+        te_pos = limit_per_class(dataset_labels(test), np.arange(len(test)), self.limit, self.seed + 2)
+        mk = lambda train_mode: build_transform(train=train_mode, input_size=self.input_size, in_chans=self.in_chans)
+        self.splits = {
+            "train": SplitDataset(train, tr_pos, mk(True)),
+            "val": SplitDataset(val, va_pos, mk(False)),
+            "test": SplitDataset(test, te_pos, mk(False)),
+        }
+
+    def split_sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.splits.items()}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.splits[split]
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=collate_skipping,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

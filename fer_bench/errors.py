@@ -1,0 +1,30 @@
+"""Errors that reach the user as one clear line (no traceback) from the command line."""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input: a name, an argument, a file."""
+
+
+class DataFormatError(UserError):
+    """A dataset file that is not as distributed: names the file, the line and what was expected."""
+
+    def __init__(self, path, expected: str, *, line: int | None = None, found: str | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.expected = expected
+        self.found = found
+        where = self.path + (f", line {line}" if line is not None else "")
+        msg = f"{where}: expected {expected}"
+        if found is not None:
+            msg += f", found {found}"
+        super().__init__(msg)
+
+
+class UnreadableSample(Exception):
+    """A sample whose file is missing, empty or cannot be decoded; the run skips and counts it."""
+
+    def __init__(self, path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

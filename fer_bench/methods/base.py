@@ -1,0 +1,230 @@
+"""Base LightningModule of every method, and the paper metadata record it carries.
+
+A method subclass reads like its paper: it builds its network in ``__init__``, returns class
+logits from ``forward`` and, when the paper's loss needs more than logits (embeddings,
+auxiliary heads), returns them from :meth:`FERMethod.training_outputs` and combines them in
+:meth:`FERMethod.compute_loss`.  Everything else — metrics, the train/val/test steps,
+optimiser and scheduler from hyper-parameters, ``predict_step`` — is shared here once.
+
+Selection honesty: validation metrics are logged as ``val/war`` and ``val/uar`` and are the
+only ones a checkpoint callback may monitor; the test split is evaluated once, at the end.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_bench.data.base import CANONICAL_CLASSES
+from fer_bench.metrics import FERMetrics, FERScores
+
+
+@dataclass(frozen=True)
+class PaperRecord:
+    """What a method's paper says, and how faithful this implementation is.
+
+    ``reported`` maps dataset name -> metric ("war"/"uar") -> percentage, exactly as
+    published; a number that is not public is simply absent (never invented).
+    ``fidelity`` says which parts are reconstructions rather than the published recipe.
+    """
+
+    citation: str
+    doi: str = ""
+    url: str = ""
+    reported: dict[str, dict[str, float]] = field(default_factory=dict)
+    fidelity: str = ""
+    reconstructed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross entropy for class ids ``[N]`` or soft targets ``[N, C]`` (FERPlus probability mode)."""
+    if target.ndim == 2:
+        target = target.to(logits.dtype)
+    return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+
+
+class FERMethod(L.LightningModule):
+    """Base of every method: owns its metrics, steps, optimiser and paper record.
+
+    Hyper-parameters (all saved in the checkpoint): ``num_classes``, ``in_chans``,
+    ``input_size``, ``classes``, ``optimizer`` (``sgd``/``adam``/``adamw``), ``lr``,
+    ``weight_decay``, ``momentum``, ``scheduler`` (``cosine``/``step``/``none``),
+    ``step_size``, ``gamma``, ``max_epochs``, ``label_smoothing``, plus the subclass's own.
+    """
+
+    modality: ClassVar[str] = "static"
+    paper: ClassVar[PaperRecord] = PaperRecord(citation="")
+    default_input_size: ClassVar[int] = 48
+    default_in_chans: ClassVar[int] = 1
+    default_hparams: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        num_classes: int = 7,
+        in_chans: int | None = None,
+        input_size: int | None = None,
+        classes: list[str] | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: str = "cosine",
+        step_size: int = 10,
+        gamma: float = 0.1,
+        max_epochs: int = 10,
+        label_smoothing: float = 0.0,
+        **method_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        in_chans = in_chans or self.default_in_chans
+        input_size = input_size or self.default_input_size
+        classes = list(classes) if classes is not None else list(CANONICAL_CLASSES[:num_classes])
+        if len(classes) != num_classes:
+            raise ValueError(f"{len(classes)} class names for num_classes={num_classes}")
+        self.save_hyperparameters(
+            dict(num_classes=num_classes, in_chans=in_chans, input_size=input_size, classes=classes,
+                 optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
+                 scheduler=scheduler, step_size=step_size, gamma=gamma, max_epochs=max_epochs,
+                 label_smoothing=label_smoothing, **method_kwargs)
+        )
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.input_size = input_size
+        self.classes = classes
+        self.val_metrics = FERMetrics(classes)
+        self.test_metrics = FERMetrics(classes)
+        self.test_scores: FERScores | None = None
+
+    @classmethod
+    def from_defaults(cls, **overrides: Any) -> "FERMethod":
+        """Build with the paper's defaults, then the caller's overrides."""
+        return cls(**{**cls.default_hparams, **overrides})
+
+    # -- what a method defines ----------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def training_outputs(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything the loss needs; by default the logits alone."""
+        return {"logits": self(x)}
+
+    def compute_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total loss, named parts to log).  Default: cross entropy (soft targets allowed)."""
+        loss = soft_cross_entropy(out["logits"], y, self.hparams.label_smoothing)
+        return loss, {"ce": loss.detach()}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; override to give e.g. class centres their own lr."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    # -- shared steps --------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
+        x, y = batch[0], batch[1]
+        if x is None:  # every sample of the batch was unreadable (counted by SkippedFiles)
+            return None
+        out = self.training_outputs(x, y)
+        loss, parts = self.compute_loss(out, y)
+        bs = x.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs, on_step=True, on_epoch=True)
+        for k, v in parts.items():
+            self.log(f"train/{k}", v, batch_size=bs, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y, idx = batch[0], batch[1], batch[2]
+        if x is None:
+            return
+        logits = self(x)
+        self.val_metrics.update(logits, y, idx)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_metrics.compute()
+        self.val_metrics.reset()
+        # already identical on every rank (FERMetrics gathers): no further reduction
+        self.log("val/war", scores.war, prog_bar=True, sync_dist=False)
+        self.log("val/uar", scores.uar, prog_bar=True, sync_dist=False)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y, idx = batch[0], batch[1], batch[2]
+        if x is None:
+            return
+        self.test_metrics.update(self(x), y, idx)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_scores = self.test_metrics.compute()
+        self.test_metrics.reset()
+        self.log("test/war", self.test_scores.war, sync_dist=False)
+        self.log("test/uar", self.test_scores.uar, sync_dist=False)
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        x, idx = batch[0], batch[2]
+        if x is None:
+            return None
+        return {"index": idx, "probs": torch.softmax(self(x).float(), dim=1)}
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = self.param_groups()
+        name = hp.optimizer.lower()
+        if name == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        elif name == "adam":
+            opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif name == "adamw":
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {hp.optimizer!r}; valid: sgd, adam, adamw")
+        sched = hp.scheduler.lower()
+        if sched == "none":
+            return opt
+        if sched == "cosine":
+            s = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs))
+        elif sched == "step":
+            s = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
+        else:
+            raise ValueError(f"unknown scheduler {hp.scheduler!r}; valid: cosine, step, none")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
+
+    # -- weights ---------------------------------------------------------------------------
+    def load_weights(self, path: str) -> dict[str, list[str]]:
+        """Load a local state dict (``weights_only=True``; nothing is downloaded).
+
+        Accepts a plain state dict, a Lightning checkpoint, or a backbone state dict (keys
+        are matched against this module and, failing that, ``self.backbone``).  Tensors
+        whose shape differs (a classifier for other classes, a grey stem) are skipped and
+        reported.
+        """
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+        targets = [("", self)]
+        if hasattr(self, "backbone"):
+            targets.append(("backbone.", self.backbone))
+        best: tuple[int, str, nn.Module] = (-1, "", self)
+        for prefix, mod in targets:
+            own = mod.state_dict()
+            hits = sum(1 for k in state if k in own)
+            if hits > best[0]:
+                best = (hits, prefix, mod)
+        hits, _, mod = best
+        if hits <= 0:
+            raise ValueError(f"{path}: no parameter name matches {type(self).__name__}")
+        own = mod.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+        result = mod.load_state_dict(usable, strict=False)
+        return {"loaded": sorted(usable), "shape_mismatch": skipped,
+                "missing": list(result.missing_keys), "unexpected": sorted(k for k in state if k not in own)}

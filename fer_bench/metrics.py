@@ -1,0 +1,132 @@
+"""FER evaluation metrics: WAR, UAR, per-class recall and confusion matrix.
+
+Definitions (as used by the FER literature, e.g. DFEW/FERV39K papers):
+
+* **WAR** (weighted average recall) = plain accuracy over all evaluated samples.
+* **UAR** (unweighted average recall) = mean of per-class recalls over the dataset's
+  FIXED class list.  A class that has test samples but is never predicted counts with
+  recall 0 (libraries that infer the label set from the predictions silently drop it).
+  A class with no test samples has no recall: it is excluded from the mean and a warning
+  is issued.
+
+Exactness under DDP: a ``DistributedSampler`` pads an evaluation set whose size does not
+divide by the world size with duplicated samples.  :class:`FERMetrics` therefore keeps the
+dataset index of every evaluated sample (a ``cat`` state gathered across ranks) and drops
+repeated indices before computing anything, so each sample counts exactly once.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.functional.classification import multiclass_confusion_matrix
+from torchmetrics.utilities import dim_zero_cat
+
+
+class MissingClassWarning(UserWarning):
+    """A class of the fixed label list has no evaluated samples; it is left out of UAR."""
+
+
+@dataclass
+class FERScores:
+    """Scores of one evaluation; ``per_class_recall`` holds ``None`` for an absent class."""
+
+    war: float
+    uar: float
+    per_class_recall: dict[str, float | None]
+    confusion: list[list[int]]
+    classes: list[str]
+    n: int
+    absent_classes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "war": self.war,
+            "uar": self.uar,
+            "per_class_recall": self.per_class_recall,
+            "confusion": self.confusion,
+            "classes": self.classes,
+            "n_evaluated": self.n,
+            "absent_classes": self.absent_classes,
+        }
+
+
+def scores_from_confusion(confusion: torch.Tensor, classes: list[str], *, warn: bool = True) -> FERScores:
+    """WAR/UAR/recall from a confusion matrix (rows = true class, columns = prediction)."""
+    confusion = confusion.to(torch.float64)
+    support = confusion.sum(dim=1)
+    correct = confusion.diagonal()
+    n = int(support.sum().item())
+    present = support > 0
+    recall = torch.where(present, correct / support.clamp(min=1), torch.full_like(support, float("nan")))
+    absent = [c for c, p in zip(classes, present.tolist()) if not p]
+    if absent and warn:
+        warnings.warn(
+            f"classes with no evaluated samples are excluded from UAR: {', '.join(absent)}",
+            MissingClassWarning,
+            stacklevel=2,
+        )
+    war = float(correct.sum().item() / n) if n else float("nan")
+    uar = float(recall[present].mean().item()) if bool(present.any()) else float("nan")
+    return FERScores(
+        war=war,
+        uar=uar,
+        per_class_recall={c: (float(r) if p else None) for c, r, p in zip(classes, recall.tolist(), present.tolist())},
+        confusion=confusion.to(torch.int64).tolist(),
+        classes=list(classes),
+        n=n,
+        absent_classes=absent,
+    )
+
+
+def dedup_by_index(index: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Keep the first occurrence of each dataset index (drops DistributedSampler padding)."""
+    order = torch.argsort(index, stable=True)
+    sorted_idx = index[order]
+    keep = torch.ones_like(sorted_idx, dtype=torch.bool)
+    keep[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    sel = order[keep]
+    return (index[sel],) + tuple(t[sel] for t in tensors)
+
+
+class FERMetrics(Metric):
+    """Accumulates (index, prediction, target) per sample; computes :class:`FERScores`.
+
+    ``update(logits_or_preds, target, index)``: ``logits_or_preds`` is ``[N, C]`` logits /
+    probabilities or ``[N]`` class ids; ``target`` is ``[N]`` class ids or ``[N, C]`` soft
+    targets (their argmax is the class); ``index`` is the dataset index of each sample.
+    """
+
+    full_state_update = False
+
+    def __init__(self, classes: list[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.classes = list(classes)
+        self.num_classes = len(self.classes)
+        self.add_state("index", default=[], dist_reduce_fx="cat")
+        self.add_state("preds", default=[], dist_reduce_fx="cat")
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
+        if preds.ndim == 2:
+            preds = preds.argmax(dim=1)
+        if target.ndim == 2:
+            target = target.argmax(dim=1)
+        self.index.append(index.detach().long().reshape(-1))
+        self.preds.append(preds.detach().long().reshape(-1))
+        self.target.append(target.detach().long().reshape(-1))
+
+    def gathered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(index, preds, target) over all ranks, each sample once, sorted by index."""
+        if isinstance(self.index, list) and not self.index:
+            empty = torch.empty(0, dtype=torch.long, device=self.device)
+            return empty, empty, empty
+        index, preds, target = (dim_zero_cat(s) for s in (self.index, self.preds, self.target))
+        return dedup_by_index(index, preds, target)
+
+    def compute(self) -> FERScores:  # type: ignore[override]
+        _, preds, target = self.gathered()
+        confusion = multiclass_confusion_matrix(preds, target, num_classes=self.num_classes)
+        return scores_from_confusion(confusion.cpu(), self.classes)

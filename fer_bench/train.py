@@ -1,0 +1,232 @@
+"""One training run: a method on a dataset, selected on validation, tested once.
+
+``run(TrainConfig)`` is what ``fer-bench train`` and the benchmark runner call.  It works
+the same on one CPU, several GPUs or several nodes: with ``devices * num_nodes > 1`` the
+Lightning ``ddp`` strategy re-launches the current command per rank (or joins the ranks
+started by ``torchrun``/SLURM), and only rank 0 writes the outputs.
+
+Outputs in ``out``: ``metrics.json``, ``config.yaml``, ``confusion.png``, the best
+checkpoint under ``checkpoints/``, and CSV logs (``metrics.csv``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import fer_bench
+from fer_bench.errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    method: str
+    dataset: str
+    root: str | None = None
+    fold: int | None = None
+    seed: int = 0
+    max_epochs: int | None = None
+    batch_size: int = 64
+    devices: int = 1
+    accelerator: str = "cpu"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    limit_per_class: int | None = None
+    logger: str = "csv"
+    out: str | None = None
+    weights: str | None = None
+    input_size: int | None = None
+    in_chans: int | None = None
+    num_workers: int = 0
+    monitor: str = "war"
+    method_args: dict[str, Any] = field(default_factory=dict)
+    data_args: dict[str, Any] = field(default_factory=dict)
+    wandb_group: str | None = None
+    progress: bool = True
+
+    def out_dir(self) -> Path:
+        """Deterministic default (every DDP rank re-launched from argv must agree on it)."""
+        if self.out:
+            return Path(self.out)
+        tag = f"seed{self.seed}" + (f"-fold{self.fold}" if self.fold is not None else "")
+        return Path("runs") / self.method / self.dataset / tag
+
+
+def wandb_configured() -> bool:
+    """True when the user set wandb up (API key, netrc entry or an explicit WANDB_MODE)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def build(cfg: TrainConfig):
+    """(datamodule, model) for a config; input size and channels default to the method's."""
+    from fer_bench.data import DATASETS
+    from fer_bench.methods import METHODS
+
+    method_cls = METHODS.get(cfg.method)
+    data_cls = DATASETS.get(cfg.dataset)
+    if method_cls.modality != data_cls.info.modality:
+        raise UserError(
+            f"method {cfg.method!r} is {method_cls.modality} but dataset {cfg.dataset!r} is {data_cls.info.modality}"
+        )
+    input_size = cfg.input_size or method_cls.default_input_size
+    in_chans = cfg.in_chans or method_cls.default_in_chans
+    dm = data_cls(
+        cfg.root, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed, fold=cfg.fold,
+        limit_per_class=cfg.limit_per_class, input_size=input_size, in_chans=in_chans, **cfg.data_args,
+    )
+    hp = dict(method_cls.default_hparams)
+    hp.update(cfg.method_args)
+    if cfg.max_epochs is not None:
+        hp["max_epochs"] = cfg.max_epochs
+    model = method_cls(num_classes=dm.num_classes, classes=list(dm.classes), in_chans=in_chans,
+                       input_size=input_size, **hp)
+    if cfg.weights:
+        model.load_weights(cfg.weights)
+    return dm, model
+
+
+def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool, max_epochs: int):
+    import lightning as L
+
+    world = cfg.devices * cfg.num_nodes
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if world > 1 else "auto",
+        precision=cfg.precision,
+        callbacks=callbacks,
+        logger=loggers,
+        default_root_dir=str(out),
+        log_every_n_steps=10,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def run(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, select on validation, test the selected checkpoint once; return metrics."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from fer_bench.data.skipping import SkippedFiles
+
+    if cfg.monitor not in ("war", "uar"):
+        raise UserError(f"monitor must be 'war' or 'uar', got {cfg.monitor!r}")
+    out = cfg.out_dir()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm, model = build(cfg)
+    max_epochs = int(model.hparams.max_epochs)
+    ckpt = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"), filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
+        monitor=f"val/{cfg.monitor}", mode="max", save_top_k=1, save_last=False,
+    )
+    loggers: list = [CSVLogger(save_dir=str(out), name="", version="logs")]
+    if cfg.logger == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers.append(WandbLogger(project="fer_bench", name=f"{cfg.method}/{cfg.dataset}/{out.name}",
+                                   group=cfg.wandb_group, save_dir=str(out), offline=not wandb_configured()))
+    elif cfg.logger != "csv":
+        raise UserError(f"logger must be 'csv' or 'wandb', got {cfg.logger!r}")
+    skipped = SkippedFiles()
+    trainer = _trainer(cfg, out, [ckpt, skipped], loggers, max_epochs)
+    t0 = time.time()
+    trainer.fit(model, datamodule=dm)
+    train_seconds = time.time() - t0
+    best = ckpt.best_model_path
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*DistributedSampler.*")
+        trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+    scores = model.test_scores
+    best_epoch = int(Path(best).stem.split("=")[-1]) if best else max_epochs - 1
+    sizes = dm.split_sizes()
+    result = {
+        **scores.as_dict(),
+        "method": cfg.method,
+        "dataset": cfg.dataset,
+        "n_train": sizes["train"],
+        "n_val": sizes["val"],
+        "n_test": sizes["test"],
+        "best_epoch": best_epoch,
+        "selection": f"val/{cfg.monitor}",
+        "best_val": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        "checkpoint": best,
+        "seed": cfg.seed,
+        "fold": cfg.fold,
+        "skipped_files": skipped.gathered(),
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_seconds": train_seconds,
+        "devices": cfg.devices,
+        "num_nodes": cfg.num_nodes,
+        "world_size": trainer.world_size,
+        "precision": cfg.precision,
+        "accelerator": accelerator_name(trainer),
+    }
+    if trainer.is_global_zero:
+        write_outputs(out, cfg, dm, model, result)
+    return result
+
+
+def accelerator_name(trainer) -> str:
+    import torch
+
+    if trainer.strategy.root_device.type == "cuda":
+        return torch.cuda.get_device_name(trainer.strategy.root_device)
+    return "cpu"
+
+
+def write_outputs(out: Path, cfg: TrainConfig, dm, model, result: dict[str, Any]) -> None:
+    import lightning
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    config = {
+        "run": asdict(cfg),
+        "protocol": dm.protocol_args(),
+        "hparams": dict(model.hparams),
+        "versions": {"fer_bench": fer_bench.__version__, "torch": torch.__version__, "lightning": lightning.__version__},
+    }
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    plot_confusion(result["confusion"], result["classes"], out / "confusion.png",
+                   title=f"{cfg.method} on {cfg.dataset}: WAR {result['war']:.3f} UAR {result['uar']:.3f}")
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(classes), 1 + 0.6 * len(classes)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
