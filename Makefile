@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench-smoke bench-static bench-dynamic regress clean
+.PHONY: install test bench-smoke bench-static bench-dynamic regress papers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,13 +17,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench-smoke: $(STAMP)
-	$(BIN)/fer-bench bench benchmarks/smoke.yaml
+	$(BIN)/fer-bench bench benchmarks/smoke.yaml $(BENCH_ARGS)
 
+# dataset trees under $(FER_DATA)/<dataset>; extra flags (e.g. --devices 4 --accelerator gpu) via BENCH_ARGS
 bench-static: $(STAMP)
-	$(BIN)/fer-bench bench benchmarks/static.yaml
+	$(BIN)/fer-bench bench benchmarks/static.yaml $(BENCH_ARGS)
 
 bench-dynamic: $(STAMP)
-	$(BIN)/fer-bench bench benchmarks/dynamic.yaml
+	$(BIN)/fer-bench bench benchmarks/dynamic.yaml $(BENCH_ARGS)
+
+regress: $(STAMP)
+	$(BIN)/fer-bench regress --suite benchmarks/smoke.yaml --baseline leaderboards/smoke/baseline.csv
+
+papers: $(STAMP)
+	$(BIN)/fer-bench leaderboard papers
 
 clean:
 	rm -rf $(VENV) runs

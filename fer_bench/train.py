@@ -202,6 +202,7 @@ def write_outputs(out: Path, cfg: TrainConfig, dm, model, result: dict[str, Any]
         "hparams": dict(model.hparams),
         "versions": {"fer_bench": fer_bench.__version__, "torch": torch.__version__, "lightning": lightning.__version__},
     }
+    config = json.loads(json.dumps(config, default=str))  # plain types only (versions are str subclasses)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     plot_confusion(result["confusion"], result["classes"], out / "confusion.png",
                    title=f"{cfg.method} on {cfg.dataset}: WAR {result['war']:.3f} UAR {result['uar']:.3f}")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.data.base import CANONICAL_CLASSES
+from fer_bench.data.base import CANONICAL_CLASSES_8
 from fer_bench.metrics import FERMetrics, FERScores
 
 
@@ -89,7 +89,10 @@ class FERMethod(L.LightningModule):
         super().__init__()
         in_chans = in_chans or self.default_in_chans
         input_size = input_size or self.default_input_size
-        classes = list(classes) if classes is not None else list(CANONICAL_CLASSES[:num_classes])
+        if classes is None:
+            known = CANONICAL_CLASSES_8[:num_classes]
+            classes = list(known) + [f"class{k}" for k in range(len(known), num_classes)]
+        classes = list(classes)
         if len(classes) != num_classes:
             raise ValueError(f"{len(classes)} class names for num_classes={num_classes}")
         self.save_hyperparameters(

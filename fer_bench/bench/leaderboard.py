@@ -1,0 +1,265 @@
+"""Versioned leaderboards: immutable ``leaderboards/<suite>/vNNN.csv`` plus a README summary.
+
+Writing is exclusive and atomic: the CSV is written to a temporary file in the same folder
+and published with ``os.link`` under the next free ``vNNN`` name.  ``link`` fails if the name
+exists, so two suite runs finishing at once never share or overwrite a version, and a crash
+never leaves a partial ``vNNN.csv`` (at most a stray temporary file).
+
+Paper numbers live in ``leaderboards/papers.csv``, generated from the methods' ``paper``
+metadata (:func:`paper_rows`), never typed twice.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+VERSION_RE = re.compile(r"^v(\d{3,})\.csv$")
+BASE_COLUMNS = [
+    "suite", "method", "dataset", "classes", "fold", "label_mode", "sampler", "input_size", "pretrained",
+    "tta", "seed", "war", "uar",
+]
+TAIL_COLUMNS = [
+    "best_epoch", "selection", "n_train", "n_val", "n_test", "skipped_files", "params", "train_seconds",
+    "devices", "nodes", "precision", "accelerator", "git_commit", "git_dirty", "torch_version",
+    "lightning_version", "fer_bench_version", "config_hash", "started_at", "finished_at", "status", "error",
+]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (readers see the old or the new file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def versions(folder: Path) -> list[str]:
+    if not folder.exists():
+        return []
+    found = sorted((int(m.group(1)), p.name) for p in folder.iterdir() if (m := VERSION_RE.match(p.name)))
+    return [name[:-4] for _, name in found]
+
+
+def ordered_columns(df: pd.DataFrame) -> list[str]:
+    recall = sorted(c for c in df.columns if c.startswith("recall_"))
+    known = BASE_COLUMNS + recall + TAIL_COLUMNS
+    return [c for c in known if c in df.columns] + [c for c in df.columns if c not in known]
+
+
+def write_version(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    """Publish ``rows`` as the next free ``vNNN.csv`` in ``folder``; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    for c in BASE_COLUMNS + TAIL_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    df = df[ordered_columns(df)]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pending-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "w") as f:
+            df.to_csv(f, index=False)
+            f.flush()
+            os.fsync(f.fileno())
+        while True:
+            existing = versions(folder)
+            n = int(existing[-1][1:]) + 1 if existing else 1
+            target = folder / f"v{n:03d}.csv"
+            try:
+                os.link(tmp, target)  # fails if target exists: exclusive
+                return target
+            except FileExistsError:
+                continue
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_version(folder: Path, version: str | None = None) -> pd.DataFrame:
+    vs = versions(folder)
+    if not vs:
+        raise FileNotFoundError(f"no leaderboard versions under {folder}")
+    v = version or vs[-1]
+    if v not in vs:
+        raise FileNotFoundError(f"{folder / (v + '.csv')} does not exist; versions: {', '.join(vs)}")
+    df = pd.read_csv(folder / f"{v}.csv")
+    df.attrs["version"] = v
+    return df
+
+
+# -- paper numbers -----------------------------------------------------------------------
+def paper_rows() -> list[dict[str, Any]]:
+    """(method, dataset, metric, value, source) for every number a method's paper reports."""
+    from fer_bench.methods import METHODS
+
+    rows = []
+    for name, cls in METHODS.items():
+        for dataset, metrics in cls.paper.reported.items():
+            for metric, value in metrics.items():
+                src = cls.paper.citation + (f", doi {cls.paper.doi}" if cls.paper.doi else "")
+                rows.append({"method": name, "dataset": dataset, "metric": metric, "value": value, "source": src})
+    return rows
+
+
+def write_papers_csv(root: Path) -> Path:
+    path = root / "papers.csv"
+    df = pd.DataFrame(paper_rows(), columns=["method", "dataset", "metric", "value", "source"])
+    atomic_write_text(path, df.to_csv(index=False))
+    return path
+
+
+def paper_value(method: str, dataset: str, metric: str) -> float | None:
+    from fer_bench.methods import METHODS
+
+    if method not in METHODS:
+        return None
+    return METHODS.get(method).paper.reported.get(dataset, {}).get(metric)
+
+
+# -- summaries -----------------------------------------------------------------------------
+def protocol_tag(df: pd.DataFrame) -> str:
+    parts = []
+    row = df.iloc[0]
+    for col, fmt in (("classes", "{}cls"), ("label_mode", "{}"), ("sampler", "{}"), ("input_size", "{}px"),
+                     ("pretrained", "init:{}"), ("tta", "tta:{}")):
+        v = row.get(col)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)) and v != "":
+            parts.append(fmt.format(int(v) if isinstance(v, float) and v.is_integer() else v))
+    folds = sorted({int(f) for f in df["fold"].dropna()}) if "fold" in df else []
+    if folds:
+        parts.append(f"{len(folds)} fold{'s' if len(folds) > 1 else ''}")
+    return " ".join(parts)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds and folds of WAR and UAR per method × dataset (ok runs only),
+    in percent, with the paper's number and the difference."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    out = []
+    for (method, dataset), g in ok.groupby(["method", "dataset"], sort=True):
+        rec: dict[str, Any] = {"method": method, "dataset": dataset, "runs": len(g),
+                               "seeds": len(set(g["seed"])), "protocol": protocol_tag(g)}
+        for m in ("war", "uar"):
+            vals = 100 * g[m].astype(float)
+            rec[m] = vals.mean()
+            rec[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
+            paper = paper_value(method, dataset, m)
+            rec[f"paper_{m}"] = paper
+            rec[f"diff_{m}"] = None if paper is None else rec[m] - paper
+        out.append(rec)
+    failed = df[df["status"] != "ok"] if "status" in df else df.iloc[0:0]
+    for (method, dataset), g in failed.groupby(["method", "dataset"], sort=True):
+        if not any(r["method"] == method and r["dataset"] == dataset for r in out):
+            out.append({"method": method, "dataset": dataset, "runs": 0, "seeds": 0, "protocol": "",
+                        "status": f"{len(g)} failed: {str(g['error'].iloc[0])[:80]}"})
+    return pd.DataFrame(out)
+
+
+def _fmt(v: Any, std: Any = None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    s = f"{v:.2f}"
+    if std is not None and not (isinstance(std, float) and math.isnan(std)):
+        s += f" ± {std:.2f}"
+    return s
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    head = ("| method | dataset | WAR % | paper WAR | Δ WAR | UAR % | paper UAR | Δ UAR | runs | protocol |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for _, r in summary.iterrows():
+        if r.get("runs", 0) == 0:
+            lines.append(f"| {r['method']} | {r['dataset']} | {r.get('status', 'failed')} | | | | | | 0 | |")
+            continue
+        lines.append(
+            f"| {r['method']} | {r['dataset']} | {_fmt(r['war'], r['war_std'])} | {_fmt(r['paper_war'])} | "
+            f"{_fmt(r['diff_war'])} | {_fmt(r['uar'], r['uar_std'])} | {_fmt(r['paper_uar'])} | {_fmt(r['diff_uar'])} | "
+            f"{r['runs']} | {r['protocol']} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def write_readme(folder: Path, suite: str) -> Path:
+    df = read_version(folder)
+    v = df.attrs["version"]
+    summary = summarise(df)
+    row = df.iloc[0]
+    text = (
+        f"# Leaderboard: {suite}\n\n"
+        f"Latest version: `{v}.csv` ({len(df)} runs; versions: {', '.join(versions(folder))}).\n"
+        f"Generated by `fer-bench bench`; each row of the CSV is one cell × fold × seed. The table shows\n"
+        f"mean ± std over seeds and folds (the average of per-run numbers, not pooled predictions),\n"
+        f"checkpoints chosen on validation ({row.get('selection', 'val')}), the test split evaluated once.\n"
+        f"Paper columns come from `leaderboards/papers.csv` (the methods' metadata); empty where the\n"
+        f"paper reports no number. Δ = ours − paper.\n\n"
+        f"Code: fer_bench {row.get('fer_bench_version', '')}, git {str(row.get('git_commit', ''))[:10]}"
+        f"{' (dirty)' if str(row.get('git_dirty')) == 'True' else ''}, torch {row.get('torch_version', '')}, "
+        f"lightning {row.get('lightning_version', '')}; {row.get('devices', '')} device(s) × "
+        f"{row.get('nodes', '')} node(s), {row.get('accelerator', '')}.\n\n"
+        + markdown_table(summary)
+    )
+    path = folder / "README.md"
+    atomic_write_text(path, text)
+    return path
+
+
+def diff(folder: Path, va: str, vb: str) -> pd.DataFrame:
+    """Per cell: change of mean WAR/UAR from va to vb and whether it exceeds the seed spread."""
+    a, b = summarise(read_version(folder, va)), summarise(read_version(folder, vb))
+    merged = a.merge(b, on=["method", "dataset"], how="outer", suffixes=("_a", "_b"))
+    rows = []
+    for _, r in merged.iterrows():
+        rec = {"method": r["method"], "dataset": r["dataset"]}
+        for m in ("war", "uar"):
+            xa, xb = r.get(f"{m}_a"), r.get(f"{m}_b")
+            spread = max(float(r.get(f"{m}_std_a") or 0), float(r.get(f"{m}_std_b") or 0))
+            rec[f"{m}_{va}"], rec[f"{m}_{vb}"] = xa, xb
+            if pd.isna(xa) or pd.isna(xb):
+                rec[f"d_{m}"], rec[f"{m}_beyond_spread"] = None, None
+            else:
+                rec[f"d_{m}"] = xb - xa
+                rec[f"{m}_beyond_spread"] = bool(abs(xb - xa) > spread)
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
+def plot(folder: Path, out: Path, version: str | None = None) -> Path:
+    """Bar chart of WAR and UAR per method × dataset with the paper's numbers as markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    df = read_version(folder, version)
+    s = summarise(df)
+    s = s[s["runs"] > 0]
+    labels = [f"{m}\n{d}" for m, d in zip(s["method"], s["dataset"])]
+    x = np.arange(len(s))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(s)), 4.5))
+    for k, (m, off, colour) in enumerate((("war", -0.2, "tab:blue"), ("uar", 0.2, "tab:orange"))):
+        ax.bar(x + off, s[m], width=0.4, yerr=s[f"{m}_std"], label=m.upper(), color=colour, capsize=2)
+        paper = s[f"paper_{m}"].astype(float)
+        ax.scatter(x + off, paper, marker="D", color="black", zorder=3, label="paper" if k == 0 else None)
+    ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{folder.name} {df.attrs['version']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

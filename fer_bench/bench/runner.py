@@ -1,0 +1,224 @@
+"""The benchmark runner: every cell × fold × seed of a suite, one honest protocol.
+
+Each job goes through :func:`fer_bench.train.run` (Lightning Trainer; checkpoint chosen on
+validation; the test split evaluated once at the end).  With ``devices × nodes > 1`` the jobs
+run under DDP: Lightning re-launches this very command once per extra local rank, every
+rank walks the same job list, and only global rank 0 writes.  Under ``torchrun`` or SLURM
+the ranks are started by the launcher instead (Lightning detects both); give every rank the
+same ``--run-dir``.
+
+A run folder (``runs/bench/<suite>/<run id>``) holds ``rows.jsonl``: one line per finished
+job, appended and fsynced as soon as the job ends, so that ``--resume RUN_DIR`` runs only
+the jobs not yet there.  When every job is done the rows are published as the next
+``leaderboards/<suite>/vNNN.csv`` (see :mod:`fer_bench.bench.leaderboard`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import math
+import os
+import re
+import subprocess
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import fer_bench
+from fer_bench.bench import leaderboard as lb
+from fer_bench.bench.suite import Job, Suite
+
+RUN_DIR_ENV = "FER_BENCH_RUN_DIR"
+
+
+def git_state() -> tuple[str, bool | None]:
+    repo = Path(fer_bench.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit, (bool(status) if commit else None)
+    except (OSError, subprocess.SubprocessError):
+        return "", None
+
+
+def global_rank() -> int:
+    for var in ("RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return int(os.environ[var])
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    return local if node == 0 else node * 1000 + local  # only "is it zero" matters here
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_rows(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "rows.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: that job is re-run
+                continue
+    return rows
+
+
+def append_row(run_dir: Path, row: dict[str, Any]) -> None:
+    with open(run_dir / "rows.jsonl", "a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def job_dir(run_dir: Path, job: Job) -> Path:
+    return run_dir / "jobs" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", job.key)
+
+
+def base_row(suite: str, job: Job, data_cls, method_cls) -> dict[str, Any]:
+    import lightning
+    import torch
+
+    da = job.data_args
+    return {
+        "suite": suite, "method": job.method, "dataset": job.dataset,
+        "classes": da.get("classes", len(data_cls.classes) if isinstance(data_cls.classes, (tuple, list)) else None),
+        "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": da.get("sampler"),
+        "input_size": job.input_size or method_cls.default_input_size,
+        "pretrained": Path(job.weights).name if job.weights else "none", "tta": job.tta or "none",
+        "seed": job.seed, "selection": f"val/{job.monitor}", "precision": job.precision,
+        "torch_version": torch.__version__, "lightning_version": lightning.__version__,
+        "fer_bench_version": fer_bench.__version__, "config_hash": job.config_hash, "job": job.key,
+    }
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    data_root: str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
+    accelerator: str = "cpu",
+    only: list[str] | None = None,
+    resume: str | None = None,
+    run_dir: str | None = None,
+    leaderboards: str | Path = "leaderboards",
+    logger: str = "csv",
+    progress: bool = True,
+    echo=print,
+) -> Path | None:
+    """Run every unfinished job of ``suite``; publish a leaderboard version when all are done.
+
+    Returns the new ``vNNN.csv`` (``None`` on ranks other than 0).
+    """
+    from fer_bench.data import DATASETS
+    from fer_bench.methods import METHODS
+    from fer_bench.train import TrainConfig, run
+
+    data_root = data_root or os.environ.get("FER_DATA")
+    rank0 = global_rank() == 0
+    if resume:
+        rdir = Path(resume)
+        if not (rdir / "suite.json").exists():
+            raise FileNotFoundError(f"{rdir} is not a fer-bench run folder (no suite.json)")
+    elif os.environ.get(RUN_DIR_ENV):
+        rdir = Path(os.environ[RUN_DIR_ENV])  # a DDP rank re-launched by Lightning
+    elif run_dir:
+        rdir = Path(run_dir)
+    else:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        rdir = Path("runs") / "bench" / suite.name / stamp
+    os.environ[RUN_DIR_ENV] = str(rdir)  # inherited by the ranks Lightning launches
+    if rank0:
+        rdir.mkdir(parents=True, exist_ok=True)
+        if not (rdir / "suite.json").exists():
+            lb.atomic_write_text(rdir / "suite.json", json.dumps(
+                {"suite": suite.name, "path": str(suite.path), "started_at": now()}, indent=2))
+
+    jobs = [j for j in suite.jobs if not only or any(fnmatch.fnmatch(j.cell, pat) for pat in only)]
+    done = {r["job"] for r in read_rows(rdir)}
+    todo = [j for j in jobs if j.key not in done]
+    missing: set[str] = set()
+    runnable: list[tuple[Job, str | None]] = []
+    for j in todo:
+        cls = DATASETS.get(j.dataset)
+        root = None
+        if cls.requires_root:
+            root = str(Path(data_root) / j.dataset) if data_root else None
+            if root is None or not Path(root).exists():
+                if j.dataset not in missing and rank0:
+                    where = root or "(no --data-root / FER_DATA given)"
+                    echo(f"skip: dataset {j.dataset} not found at {where}; its cells are not run")
+                missing.add(j.dataset)
+                continue
+        runnable.append((j, root))
+    if rank0:
+        echo(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
+             f"{len(runnable)} to run, run folder {rdir}")
+    commit, dirty = git_state()
+    t_suite = time.time()
+    for k, (job, root) in enumerate(runnable, 1):
+        method_cls, data_cls = METHODS.get(job.method), DATASETS.get(job.dataset)
+        row = base_row(suite.name, job, data_cls, method_cls)
+        row.update(git_commit=commit, git_dirty=dirty, devices=devices, nodes=num_nodes, started_at=now())
+        cfg = TrainConfig(
+            method=job.method, dataset=job.dataset, root=root, fold=job.fold, seed=job.seed,
+            max_epochs=job.max_epochs, batch_size=job.batch_size, devices=devices, accelerator=accelerator,
+            num_nodes=num_nodes, precision=job.precision, limit_per_class=job.limit_per_class, logger=logger,
+            out=str(job_dir(rdir, job)), weights=job.weights, input_size=job.input_size, in_chans=job.in_chans,
+            monitor=job.monitor, method_args=dict(job.method_args), data_args=dict(job.data_args),
+            wandb_group=f"{suite.name}-{rdir.name}", progress=progress,
+        )
+        if rank0:
+            echo(f"[{k}/{len(runnable)}] {job.cell} fold={job.fold} seed={job.seed} ...")
+        t0 = time.time()
+        try:
+            res = run(cfg)
+            if not (math.isfinite(res["war"]) and math.isfinite(res["uar"])):
+                raise FloatingPointError("non-finite test metrics")
+            row.update(status="ok", error="", war=res["war"], uar=res["uar"], best_epoch=res["best_epoch"],
+                       n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],
+                       skipped_files=len(res["skipped_files"]), params=res["params"],
+                       train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],
+                       precision=res["precision"])
+            row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
+            msg = f"WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f}"
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # one failing cell never stops the suite
+            err = f"{type(e).__name__}: {e}".strip()
+            row.update(status="failed", error=err[:500], war=None, uar=None)
+            if rank0:
+                (job_dir(rdir, job)).mkdir(parents=True, exist_ok=True)
+                (job_dir(rdir, job) / "error.txt").write_text(traceback.format_exc())
+            msg = f"FAILED ({err.splitlines()[0][:200]})"
+        row["finished_at"] = now()
+        if rank0:
+            append_row(rdir, row)
+            elapsed = time.time() - t_suite
+            eta = elapsed / k * (len(runnable) - k)
+            echo(f"[{k}/{len(runnable)}] {job.cell} fold={job.fold} seed={job.seed}: {msg} "
+                 f"({time.time() - t0:.0f} s; suite {elapsed:.0f} s, ~{eta:.0f} s left)")
+    if not rank0:
+        return None
+    keys = {j.key for j in jobs}
+    rows = [r for r in read_rows(rdir) if r["job"] in keys]
+    if not rows:
+        echo("no job finished: no leaderboard version written")
+        return None
+    folder = Path(leaderboards) / suite.name
+    path = lb.write_version(folder, rows)
+    lb.write_readme(folder, suite.name)
+    lb.write_papers_csv(Path(leaderboards))
+    lb.atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
+    echo(f"wrote {path} ({len(rows)} rows) and {folder / 'README.md'}")
+    return path

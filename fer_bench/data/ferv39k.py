@@ -1,0 +1,166 @@
+"""FERV39K (Wang et al., "FERV39k: A Large-Scale Multi-Scene Dataset for Facial Expression
+Recognition in Videos", CVPR 2022, doi 10.1109/CVPR52688.2022.02025): 38,935 clips from 22
+scenes, 7 classes, one fixed split (31,088 train / 7,847 test).
+
+Layout read exactly as distributed (``shared/datasets.md``)::
+
+    2_ClipsforFaceCrop/<Scene>/<Emotion>/<NNNN>/*.jpg         face-crop frame folders
+    4_setups/All_scenes/train_All.csv, test_All.csv            split lists
+
+The split lists have no header; each line is ``<clip path relative to 2_ClipsforFaceCrop>
+<EmotionName>`` separated by a space (e.g. ``Action/Sad/0010 Sad``); emotion names Happy,
+Sad, Neutral, Angry, Surprise, Disgust, Fear, mapped here onto the canonical order.  The
+label is the list's second field (the ``<Emotion>`` folder in the path is not trusted).
+
+Protocol: the single split; a stratified, seeded validation split is carved from train
+(FERV39K ships none); 16 frames per clip, training random per segment, val/test uniform
+``linspace`` (:func:`fer_bench.data.video.sample_indices`, the same as DFEW); report UAR and WAR.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from fer_bench.data.base import CANONICAL_CLASSES, DatasetInfo
+from fer_bench.data.video import ClipDataModule, write_frame_folder
+from fer_bench.errors import DataFormatError, UserError
+from fer_bench.registry import DATASETS
+
+__all__ = ["FERV39K_CLASSES", "FERV39K_TO_CANONICAL", "FERV39K", "read_ferv39k_list"]
+
+#: FERV39K's emotion names, in the order of its label index (Happy 0 ... Fear 6).
+FERV39K_CLASSES: tuple[str, ...] = ("Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear")
+#: emotion name -> canonical class id.
+FERV39K_TO_CANONICAL: dict[str, int] = {name: CANONICAL_CLASSES.index(name.lower()) for name in FERV39K_CLASSES}
+
+_FRAMES = Path("2_ClipsforFaceCrop")
+_SETUPS = Path("4_setups") / "All_scenes"
+#: scene names used by :meth:`FERV39K.synth` (a few of the 22; real names are not needed).
+SYNTH_SCENES: tuple[str, ...] = ("Action", "Crime", "Daily-Life")
+
+
+def read_ferv39k_list(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """``(clip paths relative to 2_ClipsforFaceCrop, canonical labels int64)`` of a split list.
+
+    Lines ``<relative path> <EmotionName>``, no header; the name is matched exactly
+    (FERV39K capitalisation) and blank lines are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "a FERV39K split list (lines '<Scene>/<Emotion>/<NNNN> <Emotion>')",
+                              found="no such file")
+    rel: list[str] = []
+    labels: list[int] = []
+    first_line: dict[str, int] = {}
+    expected = ", ".join(FERV39K_CLASSES)
+    with open(path, encoding="utf-8-sig") as f:
+        for line_no, line in enumerate(f, start=1):
+            text = line.strip()
+            if not text:
+                continue
+            parts = text.rsplit(None, 1)
+            if len(parts) != 2:
+                raise DataFormatError(path, "'<clip path> <EmotionName>' separated by a space", line=line_no,
+                                      found=repr(text[:80]))
+            clip, name = parts[0].strip().replace("\\", "/").strip("/"), parts[1]
+            if name not in FERV39K_TO_CANONICAL:
+                raise DataFormatError(path, f"an emotion name in {expected}", line=line_no, found=repr(name))
+            if not clip or clip.startswith("..") or os.path.isabs(parts[0].strip()):
+                raise DataFormatError(path, "a clip path relative to 2_ClipsforFaceCrop", line=line_no,
+                                      found=repr(parts[0]))
+            if clip in first_line:
+                raise DataFormatError(path, "each clip once", line=line_no,
+                                      found=f"{clip} again (first on line {first_line[clip]})")
+            first_line[clip] = line_no
+            rel.append(clip)
+            labels.append(FERV39K_TO_CANONICAL[name])
+    if not rel:
+        raise DataFormatError(path, "at least one '<clip path> <EmotionName>' line", found="an empty file")
+    return rel, np.asarray(labels, dtype=np.int64)
+
+
+@DATASETS.register("ferv39k")
+class FERV39K(ClipDataModule):
+    """FERV39K, all scenes, the official single split; ``frames`` per clip (16)."""
+
+    info = DatasetInfo(
+        "dynamic",
+        "official single split (train_All / test_All); 16 frames/clip, train random per segment, val/test "
+        "linspace; val carved 10% stratified from train",
+        citation="Y. Wang et al., FERV39k: A Large-Scale Multi-Scene Dataset for Facial Expression Recognition "
+                 "in Videos, CVPR 2022",
+    )
+    folds: ClassVar[tuple[int, ...]] = ()
+
+    def __init__(self, root: str | None = None, *, frames: int = 16, **kwargs: Any) -> None:
+        super().__init__(root, frames=frames, **kwargs)
+        if self.fold is not None:
+            raise UserError(f"dataset 'ferv39k' has a single official split; drop --fold (got {self.fold!r})")
+
+    def build_splits(self) -> dict[str, Dataset | None]:
+        root = Path(self.root)
+        if not root.is_dir():
+            raise DataFormatError(root, "the FERV39K folder (holding 2_ClipsforFaceCrop/ and 4_setups/)",
+                                  found="no such folder")
+        tr_rel, tr_labels = read_ferv39k_list(root / _SETUPS / "train_All.csv")
+        te_rel, te_labels = read_ferv39k_list(root / _SETUPS / "test_All.csv")
+        both = sorted(set(tr_rel) & set(te_rel))
+        if both:
+            raise DataFormatError(root / _SETUPS / "test_All.csv", "no clip of train_All.csv",
+                                  found=f"{len(both)} shared clip(s), e.g. {both[:3]}")
+        frames = root / _FRAMES
+        if not frames.is_dir():
+            raise DataFormatError(frames, "the folder of face-crop clips <Scene>/<Emotion>/<NNNN>/*.jpg",
+                                  found="no such folder")
+        src = lambda r: str(frames / r)  # noqa: E731
+        return self.clip_splits([src(r) for r in tr_rel], tr_labels, [src(r) for r in te_rel], te_labels)
+
+    # -- synthetic tree -----------------------------------------------------------------
+    @classmethod
+    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, size: int = 64, min_frames: int = 8,
+              max_frames: int = 24, test_fraction: float = 0.2, scenes: int = 3, **options: Any) -> None:
+        """Synthetic FERV39K in the exact layout.
+
+        ``7 * per_class`` clips spread round-robin over ``scenes`` scene folders (of
+        :data:`SYNTH_SCENES`), numbered ``0001``... per scene and emotion; frames named
+        ``1.jpg``, ``2.jpg``, ... without zero padding (so that readers must sort them
+        naturally), ``min_frames..max_frames`` per clip as in :meth:`DFEW.synth`; per class,
+        ``round(test_fraction * per_class)`` clips go to ``test_All.csv`` (FERV39K's split is
+        about 80/20: 31,088 / 7,847), the rest to ``train_All.csv``.
+        """
+        from fer_bench.data.synthetic import make_clips
+
+        if options:
+            raise UserError(f"unknown ferv39k synth option(s): {', '.join(sorted(options))}")
+        if not 1 <= int(scenes) <= len(SYNTH_SCENES):
+            raise UserError(f"scenes must be 1..{len(SYNTH_SCENES)}, got {scenes}")
+        if not 1 <= int(min_frames) <= int(max_frames):
+            raise UserError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
+        clips, labels, _, _ = make_clips(int(per_class), seed=int(seed), size=int(size), rgb=True,
+                                         frames=int(max_frames))
+        n = len(labels)
+        rng = np.random.default_rng([int(seed), 0x39C])
+        lengths = rng.integers(int(min_frames), int(max_frames) + 1, size=n)
+        is_test = np.zeros(n, bool)
+        for c in range(len(CANONICAL_CLASSES)):
+            pos = rng.permutation(np.flatnonzero(labels == c))
+            is_test[pos[: int(round(float(test_fraction) * len(pos)))]] = True
+        root_p = Path(root)
+        counters: dict[tuple[str, str], int] = {}
+        lines = {False: [], True: []}
+        canon_to_name = {v: k for k, v in FERV39K_TO_CANONICAL.items()}
+        for i in range(n):
+            scene = SYNTH_SCENES[i % int(scenes)]
+            emo = canon_to_name[int(labels[i])]
+            counters[(scene, emo)] = counters.get((scene, emo), 0) + 1
+            rel = f"{scene}/{emo}/{counters[(scene, emo)]:04d}"
+            sel = np.floor(np.linspace(0, int(max_frames) - 1, int(lengths[i])) + 0.5).astype(np.int64)
+            write_frame_folder(root_p / _FRAMES / rel, clips[i][sel], name=lambda k: f"{k}.jpg")
+            lines[bool(is_test[i])].append(f"{rel} {emo}\n")
+        (root_p / _SETUPS).mkdir(parents=True, exist_ok=True)
+        (root_p / _SETUPS / "train_All.csv").write_text("".join(lines[False]), newline="\n")
+        (root_p / _SETUPS / "test_All.csv").write_text("".join(lines[True]), newline="\n")

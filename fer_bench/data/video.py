@@ -1,0 +1,400 @@
+"""Video clips for the dynamic datasets: one reader, one temporal sampler, one Dataset.
+
+Sources
+    A clip is either a **video file** (``.mp4``, ``.avi``, ...), decoded with decord
+    (``decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)``; only the sampled frames
+    are decoded, through ``get_batch``), or a **frame folder** (``.jpg``/``.jpeg``/``.png``
+    files, natural-sorted by name so that ``2.jpg`` comes before ``10.jpg``; the zero-padded
+    DFEW names ``00001_00001.jpg`` sort the same either way), decoded with OpenCV through
+    :func:`fer_bench.data.io.decode_image`.  A frame folder is listed when a clip is read
+    (one ``os.scandir`` per read, ~tens of microseconds next to ~1 ms per decoded JPEG), not
+    at setup: indexing 11,697 DFEW clips then touches only the label files, and nothing is
+    cached per worker.
+
+Temporal sampling (:func:`sample_indices`, used by DFEW and FERV39K alike)
+    DFEW protocol (Jiang et al., ACM MM 2020; ``shared/datasets.md``): 16 frames per clip;
+    training takes one random frame per segment, sorted; testing takes the uniform
+    ``linspace(0, n-1, 16)``; clips shorter than 16 frames repeat frames.  This is the
+    segment sampling of TSN (Wang et al., ECCV 2016) as used by the official IAL code
+    (Li et al., AAAI 2023, ``dataset_DFEW.py``: ``_get_train_indices`` picks
+    ``seg * (n // 16) + randint(n // 16)``, ``_get_test_indices`` the segment centres
+    ``int(n/32 + n/16 * seg)``).  Two deliberate differences from that code: segment
+    bounds here are ``floor(k n / S)`` so the last ``n mod S`` frames are not ignored, and
+    clips with fewer than ``S`` frames are kept (the IAL code drops them from its lists and
+    would otherwise repeat frame 0) and repeat frames as described in :func:`sample_indices`.
+
+Errors
+    A missing file or folder, a zero-byte or undecodable video, a folder without frames or
+    an undecodable frame raises :class:`~fer_bench.errors.UnreadableSample`; the DataModule
+    turns it into a skipped-and-counted sample, ``fer-bench data check`` lists it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import cv2
+import decord
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fer_bench.data.base import DatasetInfo, FERDataModule, stratified_split
+from fer_bench.data.io import decode_image
+from fer_bench.errors import UnreadableSample, UserError
+
+
+def _png_works() -> bool:
+    ok, buf = cv2.imencode(".png", np.zeros((2, 2), np.uint8))
+    return bool(ok) and cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) is not None
+
+
+# Import order matters: eva-decord 0.6.1 bundles its own zlib, and when ``decord`` is loaded
+# before ``cv2`` OpenCV's libpng binds to it and every PNG read/write fails ("libpng error:
+# bad parameters to zlib").  This module imports cv2 first; a process that imported decord
+# earlier is told so here instead of silently skipping every PNG frame as unreadable.
+if not _png_works():  # pragma: no cover - depends on the caller's import order
+    import warnings
+
+    warnings.warn("OpenCV cannot encode/decode PNG in this process: decord was imported before cv2 "
+                  "(zlib clash). Import cv2 or fer_bench before decord.", RuntimeWarning, stacklevel=2)
+
+# decord's "native" bridge: ``get_batch`` returns decord NDArrays (``.asnumpy()``).  It is the
+# library default; set explicitly so that the reader never depends on someone else's choice.
+decord.bridge.set_bridge("native")
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "FRAME_EXTENSIONS",
+    "sample_indices",
+    "is_video_file",
+    "list_frames",
+    "read_video_clip",
+    "read_frame_folder_clip",
+    "read_clip",
+    "ClipDataset",
+    "write_mp4",
+    "write_frame_folder",
+    "ClipDataModule",
+]
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+FRAME_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+
+
+# --------------------------------------------------------------------------------------
+# temporal sampling
+# --------------------------------------------------------------------------------------
+def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Frame indices (int64, ``num_segments`` of them, sorted) to take from a clip.
+
+    DFEW protocol (``shared/datasets.md``; Jiang et al., ACM MM 2020): 16 frames per clip,
+    training random per segment (sorted), testing uniform ``linspace(0, n-1, 16)``, short
+    clips repeat frames.  Segment sampling as in TSN and the official IAL code
+    (Li et al., AAAI 2023, ``dataset_DFEW.py``), see the module docstring.
+
+    ``train=True`` (segment sampling)
+        ``[0, n)`` is cut into ``S = num_segments`` segments
+        ``[floor(k n / S), floor((k+1) n / S))``, ``k = 0..S-1``; one frame is drawn
+        uniformly from each segment with ``rng`` (a fresh unseeded generator when ``None``).
+        When ``n >= S`` every segment holds at least one frame, so the result is strictly
+        increasing and covers the whole clip.  When ``n < S`` a segment is shorter than one
+        frame and the rule becomes deterministic: segment ``k`` takes frame
+        ``floor(k n / S)``, i.e. every frame is repeated ``floor(S/n)`` or ``ceil(S/n)``
+        times, in order (``n=5, S=16``: ``0,0,0,0,1,1,1,2,2,2,3,3,3,4,4,4``).
+    ``train=False`` (uniform)
+        ``linspace(0, n-1, S)`` rounded half up (``floor(x + 0.5)``; with ``S = 16`` no value
+        is ever exactly half-way since ``S - 1 = 15`` is odd).  Short clips repeat frames
+        naturally (``n=5``: ``0,0,1,1,1,1,2,2,2,2,3,3,3,3,4,4``); ``rng`` is ignored.
+    """
+    n, s = int(num_frames), int(num_segments)
+    if n < 1:
+        raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
+    if s < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    if train:
+        k = np.arange(s, dtype=np.int64)
+        lo = (k * n) // s
+        hi = np.maximum(((k + 1) * n) // s, lo + 1)
+        if rng is None:
+            rng = np.random.default_rng()
+        idx = rng.integers(lo, hi)  # high exclusive, one draw per segment
+    else:
+        idx = np.floor(np.linspace(0.0, n - 1, s) + 0.5)
+    return np.asarray(idx, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------
+def is_video_file(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(VIDEO_EXTENSIONS)
+
+
+def _natural_key(name: str) -> tuple:
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts))
+
+
+def list_frames(folder: str | os.PathLike) -> list[str]:
+    """Image files of a frame folder, natural-sorted by name (``2.jpg`` before ``10.jpg``).
+
+    Raises :class:`UnreadableSample` when the folder is missing or holds no frame.
+    """
+    folder = os.fspath(folder)
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it if e.name.lower().endswith(FRAME_EXTENSIONS)
+                     and not e.name.startswith(".") and e.is_file()]
+    except FileNotFoundError:
+        raise UnreadableSample(folder, "frame folder is missing") from None
+    except NotADirectoryError:
+        raise UnreadableSample(folder, "not a frame folder (a file, not a directory)") from None
+    except OSError as e:
+        raise UnreadableSample(folder, f"frame folder cannot be listed ({e.strerror})") from None
+    if not names:
+        raise UnreadableSample(folder, "frame folder holds no frames (no .jpg/.jpeg/.png file)")
+    names.sort(key=_natural_key)
+    return [os.path.join(folder, n) for n in names]
+
+
+def _unique_gather(indices: np.ndarray, read: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Decode each distinct index once, then repeat: short clips repeat frames for free."""
+    uniq, inv = np.unique(indices, return_inverse=True)
+    return read(uniq)[inv.reshape(-1)]
+
+
+def _to_grey(frames: np.ndarray) -> np.ndarray:
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: bool,
+                    rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
+    """Sampled frames of a video file: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
+
+    Only the sampled indices are decoded (``VideoReader.get_batch``).
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise UnreadableSample(path, "file is missing") from None
+    if size == 0:
+        raise UnreadableSample(path, "file is empty (0 bytes)")
+    try:
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    except (RuntimeError, decord.DECORDError) as e:
+        raise UnreadableSample(path, f"not a decodable video ({_first_line(e)})") from None
+    try:
+        n = len(vr)
+        if n < 1:
+            raise UnreadableSample(path, "video holds no frames")
+        idx = sample_indices(n, num_segments, train=train, rng=rng)
+
+        def read(uniq: np.ndarray) -> np.ndarray:
+            batch = vr.get_batch(uniq.tolist())
+            return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+
+        try:
+            frames = _unique_gather(idx, read)
+        except (RuntimeError, IndexError, decord.DECORDError) as e:
+            raise UnreadableSample(path, f"frames cannot be decoded ({_first_line(e)})") from None
+    finally:
+        del vr
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    return _to_grey(frames) if grey else frames
+
+
+def _first_line(e: BaseException) -> str:
+    """decord's message, short; its bare "Error reading <path>..." says only that FFmpeg failed."""
+    text = str(e).strip().splitlines()
+    line = text[-1].strip() if text else type(e).__name__
+    if line.startswith("Error reading"):
+        return "FFmpeg cannot open it"
+    return line[-200:]
+
+
+def read_frame_folder_clip(folder: str | os.PathLike, num_segments: int = 16, *, train: bool,
+                           rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
+    """Sampled frames of a frame folder: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
+
+    Only the sampled files are decoded.  A frame whose size differs from the first sampled
+    frame's is resized to it (``cv2.INTER_AREA``) so that the clip stacks.
+    """
+    files = list_frames(folder)
+    idx = sample_indices(len(files), num_segments, train=train, rng=rng)
+
+    def read(uniq: np.ndarray) -> np.ndarray:
+        imgs = [decode_image(files[i], grey=grey) for i in uniq]
+        h, w = imgs[0].shape[:2]
+        imgs = [im if im.shape[:2] == (h, w) else cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+                for im in imgs]
+        return np.stack(imgs)
+
+    return _unique_gather(idx, read)
+
+
+def read_clip(source: str | os.PathLike, num_segments: int = 16, *, train: bool,
+              rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
+    """A video file (by extension, see :data:`VIDEO_EXTENSIONS`) or a frame folder."""
+    reader = read_video_clip if is_video_file(source) else read_frame_folder_clip
+    return reader(source, num_segments, train=train, rng=rng, grey=grey)
+
+
+# --------------------------------------------------------------------------------------
+# dataset
+# --------------------------------------------------------------------------------------
+class ClipDataset(Dataset):
+    """Clips read lazily from video files or frame folders: ``(uint8 [T,C,H,W], label)``.
+
+    ``train=True`` samples one random frame per segment, ``train=False`` the uniform
+    ``linspace`` frames (:func:`sample_indices`); ``T = frames``.  Exposes ``labels`` (and
+    ``sources``) so that splitting and counting never decode anything.
+
+    Training randomness: each read draws one 62-bit number from torch's global generator
+    and seeds ``np.random.default_rng([seed, index, draw])``.  torch's generator is seeded
+    by ``lightning.seed_everything(seed, workers=True)`` in the main process and, in a
+    DataLoader worker, from the loader's base seed + worker id (Lightning's worker init);
+    it advances with every read, so the frames differ per epoch (also with persistent
+    workers) and per worker, and a run is reproducible from its seed.
+    """
+
+    def __init__(self, sources: Sequence[str | os.PathLike], labels: Sequence[int] | np.ndarray, *,
+                 frames: int = 16, train: bool, grey: bool = False, seed: int = 0) -> None:
+        if len(sources) != len(labels):
+            raise ValueError(f"sources ({len(sources)}) and labels ({len(labels)}) differ in length")
+        if int(frames) < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        self.sources = [os.fspath(s) for s in sources]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.frames = int(frames)
+        self.train = bool(train)
+        self.grey = bool(grey)
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def _rng(self, i: int) -> np.random.Generator:
+        draw = int(torch.randint(0, 2 ** 62, (1,)).item())
+        return np.random.default_rng([self.seed, int(i), draw])
+
+    def __getitem__(self, i: int):
+        rng = self._rng(i) if self.train else None
+        clip = read_clip(self.sources[i], self.frames, train=self.train, rng=rng, grey=self.grey)
+        if clip.ndim == 3:
+            clip = clip[..., None]
+        x = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 3, 1, 2)))
+        return x, int(self.labels[i])
+
+
+# --------------------------------------------------------------------------------------
+# writing (synthetic trees, tests)
+# --------------------------------------------------------------------------------------
+def _as_rgb(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8, got {frames.dtype}")
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"frames must be [T,H,W] or [T,H,W,3] with T >= 1, got {frames.shape}")
+    return frames
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) -> Path:
+    """Write uint8 RGB ``[T,H,W,3]`` (or grey ``[T,H,W]``) frames as an MPEG-4 Part 2 ``.mp4``.
+
+    ``cv2.VideoWriter`` with fourcc ``mp4v``: OpenCV's bundled FFmpeg writes it and decord
+    reads it back with the same frame count (lossy: mean absolute error ~2 grey levels on
+    smooth content, checked in ``tests/test_video.py``).  Even ``H``/``W`` are safest.
+    """
+    frames = _as_rgb(frames)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[1:3]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (int(w), int(h)), True)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot open an mp4v writer for {path}")
+    try:
+        for f in frames:
+            writer.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path
+
+
+def write_frame_folder(folder: str | os.PathLike, frames: np.ndarray, *,
+                       name: Callable[[int], str] = lambda k: f"{k:05d}.jpg", start: int = 1,
+                       jpeg_quality: int = 95) -> list[Path]:
+    """Write uint8 RGB ``[T,H,W,3]`` (or grey ``[T,H,W]``) frames as image files.
+
+    ``name(k)`` gives the file name of frame ``k`` (``start``-based); its extension picks
+    the format (``.png`` is lossless).  Returns the written paths in frame order.
+    """
+    frames = np.asarray(frames)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for t, f in enumerate(frames):
+        p = folder / name(start + t)
+        img = f if f.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR)
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if p.suffix.lower() in (".jpg", ".jpeg") else []
+        if not cv2.imwrite(str(p), img, params):
+            raise RuntimeError(f"OpenCV could not write {p}")
+        out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# DataModule base of the clip datasets
+# --------------------------------------------------------------------------------------
+class ClipDataModule(FERDataModule):
+    """Shared by DFEW and FERV39K: ``frames`` per clip, RGB 112x112 by default, and a
+    validation split carved from training whose clips are read the *test* way.
+
+    The base class would carve validation out of the training dataset object itself and so
+    validate on randomly sampled frames; :meth:`clip_splits` carves the split here
+    (:func:`~fer_bench.data.base.stratified_split`, seeded by ``seed``) and builds one
+    train-mode :class:`ClipDataset` and one eval-mode :class:`ClipDataset`, so that model
+    selection sees the same deterministic frames as the test.
+    """
+
+    info: ClassVar[DatasetInfo] = DatasetInfo("dynamic", "")
+    default_input_size: ClassVar[int] = 112  # IAL (Li et al., AAAI 2023): RGB 112x112
+    default_in_chans: ClassVar[int] = 3
+
+    def __init__(self, root: str | None = None, *, frames: int = 16, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        if isinstance(frames, bool) or int(frames) < 1:
+            raise UserError(f"frames must be a positive integer (frames per clip), got {frames!r}")
+        self.frames = int(frames)
+
+    def clip_splits(self, train_sources: Sequence[str], train_labels: Sequence[int],
+                    test_sources: Sequence[str], test_labels: Sequence[int]) -> dict[str, Dataset]:
+        """Train (random segment frames), carved val and test (uniform frames) datasets."""
+        train_labels = np.asarray(train_labels, dtype=np.int64)
+        tr, va = stratified_split(train_labels, self.val_fraction, self.seed)
+
+        def make(sources: Sequence[str], labels: np.ndarray, train: bool) -> ClipDataset:
+            return ClipDataset(sources, labels, frames=self.frames, train=train, grey=self.in_chans == 1,
+                               seed=self.seed)
+
+        return {
+            "train": make([train_sources[i] for i in tr], train_labels[tr], True),
+            "val": make([train_sources[i] for i in va], train_labels[va], False),
+            "test": make(list(test_sources), np.asarray(test_labels, dtype=np.int64), False),
+        }
+
+    def protocol_args(self) -> dict[str, Any]:
+        args = super().protocol_args()
+        args.update(
+            frames=self.frames,
+            temporal_sampling="train: one random frame per segment (sorted); val/test: linspace(0, n-1, frames) "
+                              "rounded; short clips repeat frames",
+            val_split=f"{self.val_fraction:g} of the training clips, stratified, seed {self.seed}",
+        )
+        return args
