@@ -33,9 +33,11 @@ def show_summary(folder: Path, version: str | None = None) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from fer_bench.bench.runner import run_suite
-    from fer_bench.bench.suite import load_suite
+    from fer_bench.bench.suite import apply_overrides, load_suite
 
     suite = load_suite(args.suite)
+    if args.override:
+        suite.jobs = apply_overrides(suite.jobs, dict(args.override))
     path = run_suite(suite, data_root=args.data_root, devices=args.devices, num_nodes=args.num_nodes,
                      accelerator=args.accelerator, only=args.only, resume=args.resume, run_dir=args.run_dir,
                      leaderboards=args.leaderboards, logger=args.logger, progress=not args.no_progress)
@@ -133,6 +135,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def add_bench_commands(sub) -> None:
+    from fer_bench.cli import _kv
+
     p = sub.add_parser("bench", help="run a benchmark suite and publish a leaderboard version")
     p.add_argument("suite", help="suite YAML, e.g. benchmarks/static.yaml")
     p.add_argument("--data-root", help="folder holding <dataset>/ trees (default $FER_DATA)")
@@ -145,6 +149,8 @@ def add_bench_commands(sub) -> None:
     p.add_argument("--leaderboards", default="leaderboards")
     p.add_argument("--logger", default="csv", choices=["csv", "wandb"])
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("-o", "--override", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+                   help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("leaderboard", help="show, diff or plot leaderboard versions")

@@ -120,8 +120,10 @@ def write_papers_csv(root: Path) -> Path:
 
 
 def paper_value(method: str, dataset: str, metric: str) -> float | None:
+    """The paper's number for a leaderboard method name (``method`` or ``method[variant]``)."""
     from fer_bench.methods import METHODS
 
+    method = method.split("[", 1)[0]
     if method not in METHODS:
         return None
     return METHODS.get(method).paper.reported.get(dataset, {}).get(metric)

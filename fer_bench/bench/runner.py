@@ -90,8 +90,8 @@ def base_row(suite: str, job: Job, data_cls, method_cls) -> dict[str, Any]:
 
     da = job.data_args
     return {
-        "suite": suite, "method": job.method, "dataset": job.dataset,
-        "classes": da.get("classes", len(data_cls.classes) if isinstance(data_cls.classes, (tuple, list)) else None),
+        "suite": suite, "method": job.row_method, "dataset": job.dataset,
+        "classes": da.get("classes"),  # replaced by the run's own class count when it finishes
         "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": da.get("sampler"),
         "input_size": job.input_size or method_cls.default_input_size,
         "pretrained": Path(job.weights).name if job.weights else "none", "tta": job.tta or "none",
@@ -144,7 +144,8 @@ def run_suite(
             lb.atomic_write_text(rdir / "suite.json", json.dumps(
                 {"suite": suite.name, "path": str(suite.path), "started_at": now()}, indent=2))
 
-    jobs = [j for j in suite.jobs if not only or any(fnmatch.fnmatch(j.cell, pat) for pat in only)]
+    jobs = [j for j in suite.jobs if not only or any(
+        fnmatch.fnmatchcase(j.cell, pat) or pat == f"{j.row_method}/{j.dataset}" for pat in only)]
     done = {r["job"] for r in read_rows(rdir)}
     todo = [j for j in jobs if j.key not in done]
     missing: set[str] = set()
@@ -185,7 +186,8 @@ def run_suite(
             res = run(cfg)
             if not (math.isfinite(res["war"]) and math.isfinite(res["uar"])):
                 raise FloatingPointError("non-finite test metrics")
-            row.update(status="ok", error="", war=res["war"], uar=res["uar"], best_epoch=res["best_epoch"],
+            row.update(status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
+                       best_epoch=res["best_epoch"],
                        n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],
                        skipped_files=len(res["skipped_files"]), params=res["params"],
                        train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],

@@ -13,6 +13,7 @@ A suite file::
         folds: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
         data_args: {with_neutral: false}      # protocol arguments of the dataset
         method_args: {lr: 0.01}               # optimiser / method overrides
+        label: fully                          # optional: names a variant (a row "method[label]")
         input_size: 48
         limit_per_class: null
 
@@ -29,9 +30,9 @@ from typing import Any
 
 import yaml
 
-from fer_bench.errors import DataFormatError
+from fer_bench.errors import DataFormatError, UserError
 
-CELL_KEYS = {"method", "dataset", "folds", "seeds", "max_epochs", "batch_size", "input_size", "in_chans",
+CELL_KEYS = {"label", "method", "dataset", "folds", "seeds", "max_epochs", "batch_size", "input_size", "in_chans",
              "limit_per_class", "data_args", "method_args", "precision", "monitor", "weights", "tta"}
 
 
@@ -43,6 +44,7 @@ class Job:
     dataset: str
     fold: int | None
     seed: int
+    label: str = ""  # variant of a method within a suite (e.g. a TCL negative strategy)
     max_epochs: int | None = None
     batch_size: int = 64
     input_size: int | None = None
@@ -65,11 +67,39 @@ class Job:
     @property
     def key(self) -> str:
         fold = "-" if self.fold is None else str(self.fold)
-        return f"{self.method}/{self.dataset}/{self.config_hash}/fold{fold}/seed{self.seed}"
+        return f"{self.row_method}/{self.dataset}/{self.config_hash}/fold{fold}/seed{self.seed}"
 
     @property
     def cell(self) -> str:
         return f"{self.method}/{self.dataset}"
+
+    @property
+    def row_method(self) -> str:
+        """The method as the leaderboard names it: ``method[label]`` for a labelled variant."""
+        return f"{self.method}[{self.label}]" if self.label else self.method
+
+
+def apply_overrides(jobs: list[Job], overrides: dict[str, Any]) -> list[Job]:
+    """Every job with ``overrides`` applied (``max_epochs=1``, ``data_args.frames=4``, ...).
+
+    Overridden fields change the config hash, so a reduced check never mixes with full runs.
+    """
+    from dataclasses import fields, replace
+
+    names = {f.name for f in fields(Job)} - {"method", "dataset", "fold", "seed"}
+    out = []
+    for j in jobs:
+        changes: dict[str, Any] = {}
+        for key, value in overrides.items():
+            head, _, sub = key.partition(".")
+            if head not in names or (sub and head not in ("data_args", "method_args")):
+                raise UserError(f"cannot override {key!r}; valid: {sorted(names)} and data_args.X / method_args.X")
+            if sub:
+                changes[head] = {**changes.get(head, getattr(j, head)), sub: value}
+            else:
+                changes[head] = value
+        out.append(replace(j, **changes))
+    return out
 
 
 @dataclass

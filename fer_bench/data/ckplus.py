@@ -1,0 +1,712 @@
+"""CK+ (the Extended Cohn-Kanade database), read as distributed: the official sequence tree
+and the ``CK+48`` class-folder repackage.
+
+Source: P. Lucey, J. F. Cohn, T. Kanade, J. Saragih, Z. Ambadar, I. Matthews, "The Extended
+Cohn-Kanade Dataset (CK+): A complete dataset for action unit and emotion-specified
+expression", CVPR Workshops 2010, and the README of the distribution (quoted below).
+
+Official tree (``layout=official``; ``--root`` holds the unzipped archives)::
+
+    cohn-kanade-images/S005/001/S005_001_00000001.png ... S005_001_00000011.png
+    Emotion/S005/001/S005_001_00000011_emotion.txt        one float, e.g. "   3.0000000e+00"
+    Landmarks/S005/001/S005_001_00000011_landmarks.txt    optional: 68 AAM points, "x y" per line
+
+593 sequences of 123 subjects, "all sequences are from the neutral face to the peak
+expression"; frames are 640x490 (a few 640x480 / 720x480), mostly grey, some colour (read
+grey here: the transform's MatchChannels feeds RGB models).  "ONLY 327 of the 593 sequences
+have emotion [labels] ... there is only 1 Emotion file for each sequence which is the last
+frame (the peak frame) ... 0=neutral, 1=anger, 2=contempt, 3=disgust, 4=fear, 5=happy,
+6=sadness, 7=surprise ... IF THERE IS NO FILE IT MEANS THAT THERE IS NO EMOTION LABEL".  A
+sequence folder without an emotion file is unlabelled and ignored (counted in
+``n_unlabelled``), never an error.  **Decision:** a code 0 in an emotion file is a
+:class:`DataFormatError`: the release labels no sequence neutral, so a 0 means an edited or
+foreign tree, and silently dropping or adding it would change the protocol's counts.
+Hidden files (``.DS_Store``, which the release carries) are ignored.
+
+Protocol (the standard CK+ FER protocol; Lucey et al. 2010 and the FER literature since):
+
+* the **last 3 frames** of each labelled sequence (up to and including the labelled peak
+  frame): 327 x 3 = 981 images, 7 classes **anger, contempt, disgust, fear, happy, sadness,
+  surprise**; ``with_neutral=True`` adds the **first frame** of every labelled sequence as
+  *neutral* (327 more images, 8 classes; a sequence of 3 frames or fewer gives no neutral
+  frame, since its first frame is one of the last three).
+* ``classes`` is the protocol's own list in canonical order: ``angry, disgust, fear, happy,
+  sad, surprise, contempt`` (7) or :data:`CANONICAL_CLASSES_8` (8, with neutral).  A label is
+  an index into that list (so in the 7-class protocol contempt is label 6).
+* face crop (``crop=``, resolved once at setup and recorded in the protocol):
+  ``landmarks`` — the square around the bounding box of the frame's 68 AAM landmarks of the
+  release's ``Landmarks/`` folder, side ``max(w, h) * 1.1`` (**decision**: the 68 points run
+  from the brows to the chin; 10 % margin); ``haar`` — OpenCV's frontal-face Haar cascade,
+  largest face, detected once per frame at setup on a copy at most 320 px wide and cached
+  for the process (the pinned opencv-python-headless 4.x ships ``cv2.CascadeClassifier``
+  and ``haarcascade_frontalface_default.xml``; OpenCV 5 wheels ship neither,
+  opencv/opencv-python#1244 and #1259 — another cascade: ``-d cascade=PATH``); ``center`` —
+  a centred square of side ``0.75 * min(H, W)``; ``none``; ``auto`` (default) — ``haar``
+  (the protocol's Haar face crop) when OpenCV offers it, else ``landmarks`` when
+  ``Landmarks/`` exists, else ``center`` with a warning.  A frame without a landmark file
+  or without a detected face falls back to the centre crop; these are counted
+  (``crop_fallbacks`` in the protocol) and warned about.  Crop boxes are shifted inside
+  the frame rather than truncated, so crops stay square.
+* **10-fold cross-validation, folds disjoint by subject** (``fold=0..9`` is required).
+  **Decision:** fold assignment is deterministic and independent of every seed: the
+  subjects that have at least one labelled sequence are sorted by their number (``S005`` <
+  ``S010`` < ...) and dealt round-robin, subject ``i`` of the sorted list going to fold
+  ``i mod 10``.  The same subjects give the same folds in the official tree and in CK+48.
+  Test = fold ``k``; validation is carved *by subject* from the nine training folds by the
+  base class (stratified by each subject's majority class, seeded by the run's seed);
+  report the mean over the 10 folds.
+
+CK+48 repackage (``layout=ck48``; ``--root`` holds ``CK+48/`` or is it)::
+
+    CK+48/<anger|contempt|disgust|fear|happy|sadness|surprise>/S010_004_00000017.png
+
+981 48x48 grey face crops (the last 3 frames of the labelled sequences); the subject is
+parsed from the file name so that folds stay subject-disjoint.  No crop is applied and there
+is no neutral class (``with_neutral=True`` is an error there).
+
+``synth`` writes either tree with synthetic faces (:mod:`fer_bench.data.synthetic`): grey
+frame sequences rising from a neutral first frame to the apex at the last frame, some saved
+as colour PNGs, some without an emotion file, landmark files around the drawn face, and at
+least 10 subjects.  Contempt, which the face generator has no class for, is drawn as a
+one-sided lip-corner raise (CK+'s contempt criterion is AU 14, unilateral; Lucey et al. 2010,
+Table 2).  ``mark=True`` stamps an 8x8 block of grey level :func:`mark_level` of the frame's
+class in the frame's top-left corner so that tests can check every decoded sample's label
+against its pixels (off by default: it would leak the label).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from fer_bench.data.base import CANONICAL_CLASSES, CANONICAL_CLASSES_8, DatasetInfo, FERDataModule
+from fer_bench.data.io import ImageListDataset, decode_image, to_chw
+from fer_bench.errors import DataFormatError, UnreadableSample, UserError
+from fer_bench.registry import DATASETS
+
+N_FOLDS = 10
+#: CK+ emotion code -> canonical class name (README of the distribution)
+CK_EMOTIONS: dict[int, str] = {1: "angry", 2: "contempt", 3: "disgust", 4: "fear", 5: "happy", 6: "sad",
+                               7: "surprise"}
+CK_CODE_NAMES = "1 anger, 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise"
+#: CK+48 class folder -> canonical class name
+CK48_FOLDERS: dict[str, str] = {"anger": "angry", "contempt": "contempt", "disgust": "disgust", "fear": "fear",
+                                "happy": "happy", "sadness": "sad", "surprise": "surprise"}
+#: the 7-class protocol in canonical order (contempt last)
+CLASSES_7: tuple[str, ...] = tuple(c for c in CANONICAL_CLASSES_8 if c != "neutral")
+#: the 8-class protocol (with_neutral=True)
+CLASSES_8: tuple[str, ...] = CANONICAL_CLASSES_8
+LAYOUTS = ("auto", "official", "ck48")
+CROPS = ("auto", "landmarks", "haar", "center", "none")
+APEX_FRAMES = 3
+CENTER_FRACTION = 0.75
+LANDMARK_MARGIN = 0.10
+HAAR_MAX_SIDE = 320
+IMAGES_DIR, EMOTION_DIR, LANDMARKS_DIR, CK48_DIR = "cohn-kanade-images", "Emotion", "Landmarks", "CK+48"
+
+_FRAME_RE = re.compile(r"_(\d+)\.png$", re.IGNORECASE)
+_EMOTION_RE = re.compile(r"_(\d+)_emotion\.txt$")
+_CK48_RE = re.compile(r"^(S\d+)_(\d+)_(\d+)\.png$", re.IGNORECASE)
+_CENTER_BOX = (-1, -1, -1, -1)
+
+
+# --------------------------------------------------------------------------------------
+# file formats
+# --------------------------------------------------------------------------------------
+def parse_emotion_file(path: str | os.PathLike) -> int:
+    """The emotion code (1..7) of a CK+ ``*_emotion.txt``: one float such as ``   3.0000000e+00``."""
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise DataFormatError(path, "a readable emotion file", found=str(e)) from None
+    tokens = text.split()
+    line = next((i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip()), 1)
+    if len(tokens) != 1:
+        raise DataFormatError(path, "exactly one number, the emotion code (e.g. '   3.0000000e+00')", line=line,
+                              found=repr(text.strip()[:80]) if text.strip() else "an empty file")
+    try:
+        value = float(tokens[0])
+    except ValueError:
+        raise DataFormatError(path, "a number, the emotion code (e.g. '   3.0000000e+00')", line=line,
+                              found=repr(tokens[0])) from None
+    if not (math.isfinite(value) and value.is_integer() and 1 <= value <= 7):
+        raise DataFormatError(path, f"an emotion code 1-7 ({CK_CODE_NAMES}); the release labels no sequence "
+                              "0 (neutral)", line=line, found=tokens[0])
+    return int(value)
+
+
+def parse_landmarks(path: str | os.PathLike) -> np.ndarray:
+    """The 68 ``(x, y)`` AAM points of a CK+ ``*_landmarks.txt`` (one ``x y`` pair per line)."""
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    try:
+        vals = np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        bad = next(t for t in text.split() if not _is_float(t))
+        raise DataFormatError(path, "68 lines of two numbers (x y)", found=repr(bad)) from None
+    if vals.size != 136 or not np.isfinite(vals).all():
+        raise DataFormatError(path, "68 landmark points (136 finite numbers, 'x y' per line)",
+                              found=f"{vals.size} numbers")
+    return vals.reshape(68, 2)
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def landmark_box(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[int, int, int, int]:
+    """Square ``(x, y, w, h)`` around the landmarks' bounding box, side ``max(w, h) * (1 + margin)``."""
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    s = max(1, int(round(side)))
+    return int(round(cx - s / 2)), int(round(cy - s / 2)), s, s
+
+
+def crop_face(img: np.ndarray, box) -> np.ndarray:
+    """Crop ``box = (x, y, w, h)`` shifted inside the image (not truncated); a box with ``w <= 0``
+    is the centred square of side ``CENTER_FRACTION * min(H, W)``."""
+    H, W = img.shape[:2]
+    x, y, w, h = (int(v) for v in box)
+    if w <= 0 or h <= 0:
+        s = max(1, int(round(CENTER_FRACTION * min(H, W))))
+        x, y, w, h = (W - s) // 2, (H - s) // 2, s, s
+    else:
+        w, h = min(w, W), min(h, H)
+        x, y = min(max(x, 0), W - w), min(max(y, 0), H - h)
+    return img[y:y + h, x:x + w]
+
+
+def subject_folds(subjects, n_folds: int = N_FOLDS) -> dict[str, int]:
+    """Fold of every subject: sorted by number (``S005`` < ``S010`` < ``S100``), dealt round-robin."""
+    def key(s: str):
+        m = re.search(r"(\d+)", s)
+        return (int(m.group(1)) if m else -1, s)
+
+    uniq = sorted({str(s) for s in subjects}, key=key)
+    return {s: i % n_folds for i, s in enumerate(uniq)}
+
+
+def _entries(folder: Path, *, dirs: bool) -> list[os.DirEntry]:
+    """Visible sub-folders (``dirs=True``) or files of ``folder``, sorted by name."""
+    with os.scandir(folder) as it:
+        out = [e for e in it if not e.name.startswith((".", "__")) and (e.is_dir() if dirs else e.is_file())]
+    return sorted(out, key=lambda e: e.name)
+
+
+# --------------------------------------------------------------------------------------
+# the official tree
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CKSequence:
+    """One labelled sequence: its frames ``(number, path)`` up to the labelled peak, and its code."""
+
+    subject: str
+    sequence: str
+    frames: tuple[tuple[int, str], ...]
+    code: int
+    emotion_file: str
+
+
+def _frames(seq_dir: Path) -> list[tuple[int, str]]:
+    out = []
+    for e in _entries(seq_dir, dirs=False):
+        if not e.name.lower().endswith(".png"):
+            continue  # e.g. Thumbs.db
+        m = _FRAME_RE.search(e.name)
+        if not m:
+            raise DataFormatError(e.path, "a frame name Sxxx_nnn_<8-digit frame>.png")
+        out.append((int(m.group(1)), e.path))
+    return sorted(out)
+
+
+def scan_official(root: str | os.PathLike) -> tuple[list[CKSequence], int]:
+    """Labelled sequences of an official CK+ tree, and the number of unlabelled sequences."""
+    root = Path(root)
+    img_root, emo_root = root / IMAGES_DIR, root / EMOTION_DIR
+    if not img_root.is_dir():
+        raise DataFormatError(img_root, "the cohn-kanade-images/ folder (cohn-kanade-images/Sxxx/nnn/*.png)",
+                              found="no such folder")
+    if not emo_root.is_dir():
+        raise DataFormatError(emo_root, "the Emotion/ folder of Emotion_labels.zip "
+                              "(Emotion/Sxxx/nnn/Sxxx_nnn_<frame>_emotion.txt)", found="no such folder")
+    labelled: list[CKSequence] = []
+    n_unlabelled = 0
+    for subj in _entries(img_root, dirs=True):
+        for seq in _entries(Path(subj.path), dirs=True):
+            frames = _frames(Path(seq.path))
+            emo_dir = emo_root / subj.name / seq.name
+            files = ([e for e in _entries(emo_dir, dirs=False) if e.name.endswith("_emotion.txt")]
+                     if emo_dir.is_dir() else [])
+            if not files:
+                n_unlabelled += 1
+                continue
+            if len(files) > 1:
+                raise DataFormatError(emo_dir, "at most one *_emotion.txt per sequence",
+                                      found=", ".join(e.name for e in files))
+            emo = files[0]
+            m = _EMOTION_RE.search(emo.name)
+            if not m:
+                raise DataFormatError(emo.path, "a name Sxxx_nnn_<frame>_emotion.txt")
+            code = parse_emotion_file(emo.path)
+            peak = int(m.group(1))
+            numbers = [n for n, _ in frames]
+            if peak not in numbers:
+                found = f"frames {numbers[0]}..{numbers[-1]}" if numbers else "no frames"
+                raise DataFormatError(emo.path, f"its peak frame {peak} among the PNG frames of {seq.path}",
+                                      found=found)
+            upto = tuple(frames[: numbers.index(peak) + 1])
+            labelled.append(CKSequence(subj.name, seq.name, upto, code, emo.path))
+    for subj in _entries(emo_root, dirs=True):
+        for seq in _entries(Path(subj.path), dirs=True):
+            has_label = any(e.name.endswith("_emotion.txt") for e in _entries(Path(seq.path), dirs=False))
+            if has_label and not (img_root / subj.name / seq.name).is_dir():
+                raise DataFormatError(img_root / subj.name / seq.name,
+                                      f"the image sequence labelled by {seq.path}", found="no such folder")
+    return labelled, n_unlabelled
+
+
+def protocol_frames(seq: CKSequence, with_neutral: bool) -> list[tuple[str, str, int]]:
+    """``(path, canonical class name, frame number)`` of a sequence's protocol frames: its last
+    3 frames (up to the peak) with the sequence's emotion, plus the first frame as neutral."""
+    out = [(p, CK_EMOTIONS[seq.code], n) for n, p in seq.frames[-APEX_FRAMES:]]
+    if with_neutral and len(seq.frames) > APEX_FRAMES:
+        n, p = seq.frames[0]
+        out.append((p, "neutral", n))
+    return out
+
+
+def landmark_path(root: Path, frame_path: str) -> Path:
+    p = Path(frame_path)
+    return root / LANDMARKS_DIR / p.parent.parent.name / p.parent.name / (p.stem + "_landmarks.txt")
+
+
+# --------------------------------------------------------------------------------------
+# Haar detection
+# --------------------------------------------------------------------------------------
+_DETECTIONS: dict[tuple, tuple[int, int, int, int] | None] = {}
+
+
+def default_cascade() -> str:
+    base = getattr(getattr(cv2, "data", None), "haarcascades", "") or ""
+    return os.path.join(base, "haarcascade_frontalface_default.xml")
+
+
+def haar_available(cascade: str | None = None) -> bool:
+    """True when OpenCV has ``CascadeClassifier`` and the cascade file exists."""
+    return getattr(cv2, "CascadeClassifier", None) is not None and os.path.isfile(cascade or default_cascade())
+
+
+class HaarFaceDetector:
+    """OpenCV's Viola-Jones frontal-face cascade: the largest face of a grey image, or ``None``."""
+
+    def __init__(self, cascade: str | None = None) -> None:
+        self.cascade = cascade or default_cascade()
+        cls = getattr(cv2, "CascadeClassifier", None)
+        if cls is None:
+            raise UserError(
+                f"crop=haar: OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved it to opencv-contrib's "
+                "xobjdetect); use crop=landmarks with the Landmarks/ folder of the CK+ release, or crop=center")
+        if not os.path.isfile(self.cascade):
+            raise UserError(f"crop=haar: cascade file {self.cascade} not found (OpenCV 5 wheels ship no cascades); "
+                            "pass -d cascade=PATH/haarcascade_frontalface_default.xml")
+        self.clf = cls(self.cascade)
+        if self.clf.empty():
+            raise UserError(f"crop=haar: OpenCV could not load the cascade {self.cascade}")
+
+    def detect(self, grey: np.ndarray) -> tuple[int, int, int, int] | None:
+        H, W = grey.shape[:2]
+        scale = min(1.0, HAAR_MAX_SIDE / max(H, W))
+        small = cv2.resize(grey, (round(W * scale), round(H * scale)), interpolation=cv2.INTER_AREA) \
+            if scale < 1 else grey
+        m = max(24, min(small.shape[:2]) // 5)
+        faces = self.clf.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(m, m))
+        if faces is None or len(faces) == 0:
+            return None
+        x, y, w, h = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
+        return tuple(int(round(v / scale)) for v in (x, y, w, h))
+
+    def detect_file(self, path: str) -> tuple[int, int, int, int] | None:
+        """Cached per process by (path, size, mtime, cascade); raises UnreadableSample."""
+        st = os.stat(path) if os.path.exists(path) else None
+        key = (path, st.st_size if st else -1, st.st_mtime_ns if st else -1, self.cascade)
+        if key not in _DETECTIONS:
+            _DETECTIONS[key] = self.detect(decode_image(path, grey=True))
+        return _DETECTIONS[key]
+
+
+# --------------------------------------------------------------------------------------
+# CK+48
+# --------------------------------------------------------------------------------------
+def scan_ck48(base: str | os.PathLike) -> list[tuple[str, str, str, int]]:
+    """``(path, canonical class name, subject, frame number)`` of every CK+48 image."""
+    base = Path(base)
+    dirs = _entries(base, dirs=True)
+    names = {d.name.lower(): d for d in dirs}
+    unknown = [d.name for d in dirs if d.name.lower() not in CK48_FOLDERS]
+    if unknown:
+        raise DataFormatError(base / unknown[0], f"one of the CK+48 class folders {', '.join(CK48_FOLDERS)}",
+                              found=unknown[0])
+    missing = [f for f in CK48_FOLDERS if f not in names]
+    if missing:
+        raise DataFormatError(base / missing[0], "the seven CK+48 class folders "
+                              f"({', '.join(CK48_FOLDERS)})", found="no such folder")
+    out = []
+    for folder, cls_name in CK48_FOLDERS.items():
+        for e in _entries(Path(names[folder].path), dirs=False):
+            if not e.name.lower().endswith(".png"):
+                continue
+            m = _CK48_RE.match(e.name)
+            if not m:
+                raise DataFormatError(e.path, "a name Sxxx_nnn_<frame>.png (the subject is needed for "
+                                      "subject-disjoint folds)")
+            out.append((e.path, cls_name, m.group(1).upper(), int(m.group(3))))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# dataset and DataModule
+# --------------------------------------------------------------------------------------
+class CKPlusFrames(ImageListDataset):
+    """Grey frames, each cropped by its box (``(-1, -1, -1, -1)`` = centre square; no boxes =
+    the whole image); a box is shifted inside the frame, not truncated (see :func:`crop_face`)."""
+
+    def __getitem__(self, i: int):
+        img = decode_image(self.paths[i], grey=True)
+        if self.boxes is not None:
+            img = crop_face(img, self.boxes[i])
+            if img.size == 0:
+                raise UnreadableSample(self.paths[i], "empty face crop")
+        return to_chw(img), int(self.labels[i])
+
+
+@DATASETS.register("ckplus")
+class CKPlus(FERDataModule):
+    """CK+: last 3 frames of each labelled sequence, subject-disjoint 10-fold CV (see the module doc)."""
+
+    classes: ClassVar[tuple[str, ...]] = CLASSES_7  # the default protocol; instances set their own
+    info = DatasetInfo(
+        "static",
+        "last 3 frames of the 327 labelled sequences (981 images), 7 classes incl. contempt "
+        "(with_neutral=true: + first frames as neutral, 8 classes); face crop; 10-fold CV with folds "
+        "disjoint by subject (--fold 0..9 required; subjects sorted, dealt round-robin); report the mean over folds",
+        citation="P. Lucey et al., \"The Extended Cohn-Kanade Dataset (CK+)\", CVPR Workshops 2010",
+    )
+    default_input_size = 48
+    default_in_chans = 1
+
+    def __init__(self, root: str | None = None, *, with_neutral: bool = False, layout: str = "auto",
+                 crop: str = "auto", cascade: str | None = None, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
+        if layout not in LAYOUTS:
+            raise UserError(f"ckplus: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if crop not in CROPS:
+            raise UserError(f"ckplus: crop must be one of {', '.join(CROPS)}, got {crop!r}")
+        f = self.fold
+        if f is None or isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= int(f) < N_FOLDS:
+            raise UserError(f"ckplus is evaluated by {N_FOLDS}-fold cross-validation with subject-disjoint folds: "
+                            f"pass --fold 0..{N_FOLDS - 1} (got {f!r}) and report the mean over the folds")
+        self.fold = int(f)
+        self.with_neutral = bool(with_neutral)
+        self.classes = CLASSES_8 if self.with_neutral else CLASSES_7
+        self.layout = layout
+        self.crop = crop
+        self.cascade = cascade
+        self.layout_used: str | None = None
+        self.crop_used: str | None = None
+        self.crop_fallbacks: int | None = None
+        self.n_unlabelled: int | None = None
+        self.subject_fold: dict[str, int] = {}
+
+    # -- layout -------------------------------------------------------------------------
+    def _resolve_layout(self, root: Path) -> tuple[str, Path]:
+        if not root.is_dir():
+            raise DataFormatError(root, "a CK+ folder (cohn-kanade-images/ + Emotion/, or CK+48/)",
+                                  found="no such folder")
+        official = (root / IMAGES_DIR).is_dir()
+        ck48 = root / CK48_DIR if (root / CK48_DIR).is_dir() else (
+            root if any((root / f).is_dir() for f in CK48_FOLDERS) else None)
+        if self.layout == "official" or (self.layout == "auto" and official):
+            return "official", root
+        if self.layout == "ck48" or (self.layout == "auto" and ck48 is not None):
+            if ck48 is None:
+                raise DataFormatError(root / CK48_DIR, "the CK+48 folder of class folders", found="no such folder")
+            return "ck48", ck48
+        listing = ", ".join(e.name for e in _entries(root, dirs=True)[:8]) or "no sub-folders"
+        raise DataFormatError(root, "cohn-kanade-images/ and Emotion/ (official CK+) or CK+48/<class>/ "
+                              "(CK+48 repackage)", found=listing)
+
+    def _resolve_crop(self, root: Path) -> str:
+        has_lm = (root / LANDMARKS_DIR).is_dir()
+        if self.crop == "landmarks" and not has_lm:
+            raise UserError(f"ckplus: crop=landmarks needs the Landmarks/ folder of Landmarks.zip in {root}")
+        if self.crop == "auto":
+            if haar_available(self.cascade):
+                return "haar"
+            if has_lm:
+                return "landmarks"
+            warnings.warn(f"ckplus: no Landmarks/ folder in {root} and no OpenCV Haar cascade available: every "
+                          "frame gets a centre crop (see the ckplus module doc)", stacklevel=3)
+            return "center"
+        return self.crop
+
+    # -- parsing ------------------------------------------------------------------------
+    def _official(self, root: Path):
+        seqs, self.n_unlabelled = scan_official(root)
+        rows = [r + (s.subject,) for s in seqs for r in protocol_frames(s, self.with_neutral)]
+        paths = [r[0] for r in rows]
+        names = [r[1] for r in rows]
+        groups = [r[3] for r in rows]
+        crop = self._resolve_crop(root)
+        boxes = None
+        fallbacks = 0
+        if crop == "center":
+            boxes = np.tile(np.asarray(_CENTER_BOX, np.int64), (len(rows), 1))
+        elif crop == "landmarks":
+            boxes = np.empty((len(rows), 4), np.int64)
+            for i, p in enumerate(paths):
+                lp = landmark_path(root, p)
+                if lp.is_file():
+                    boxes[i] = landmark_box(parse_landmarks(lp))
+                else:
+                    boxes[i] = _CENTER_BOX
+                    fallbacks += 1
+        elif crop == "haar":
+            det = HaarFaceDetector(self.cascade)
+            boxes = np.empty((len(rows), 4), np.int64)
+            for i, p in enumerate(paths):
+                try:
+                    box = det.detect_file(p)
+                except UnreadableSample:
+                    boxes[i] = _CENTER_BOX  # not a fallback: the sample is skipped and counted when read
+                    continue
+                if box is None:
+                    boxes[i] = _CENTER_BOX
+                    fallbacks += 1
+                else:
+                    boxes[i] = box
+        if fallbacks:
+            warnings.warn(f"ckplus: {fallbacks} of {len(rows)} frames have no "
+                          f"{'landmark file' if crop == 'landmarks' else 'detected face'}; centre crop used",
+                          stacklevel=3)
+        self.crop_used, self.crop_fallbacks = crop, fallbacks
+        return paths, names, groups, boxes
+
+    def _ck48(self, base: Path):
+        if self.with_neutral:
+            raise UserError("ckplus: CK+48 has no neutral images; with_neutral=true needs the official tree")
+        if self.crop not in ("auto", "none"):
+            raise UserError("ckplus: CK+48 images are already 48x48 face crops; crop= applies to the official tree")
+        rows = scan_ck48(base)
+        self.crop_used, self.crop_fallbacks, self.n_unlabelled = "none (CK+48 is pre-cropped)", 0, 0
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], None
+
+    def build_splits(self) -> dict[str, Dataset | None]:
+        root = Path(self.root)
+        layout, base = self._resolve_layout(root)
+        self.layout_used = layout
+        paths, names, groups, boxes = self._official(base) if layout == "official" else self._ck48(base)
+        if not paths:
+            raise DataFormatError(base, "at least one labelled sequence", found="none")
+        index = {c: k for k, c in enumerate(self.classes)}
+        labels = np.array([index[n] for n in names], dtype=np.int64)
+        groups = np.asarray(groups)
+        self.subject_fold = subject_folds(groups)
+        if len(self.subject_fold) < N_FOLDS:
+            raise DataFormatError(base, f"labelled sequences of at least {N_FOLDS} subjects for {N_FOLDS} "
+                                  "subject-disjoint folds", found=f"{len(self.subject_fold)} subjects")
+        fold_of = np.array([self.subject_fold[g] for g in groups])
+        paths_arr = np.asarray(paths, dtype=object)
+        out = {}
+        for split, mask in (("train", fold_of != self.fold), ("test", fold_of == self.fold)):
+            out[split] = CKPlusFrames(paths_arr[mask].tolist(), labels[mask], grey=True, groups=groups[mask],
+                                      boxes=None if boxes is None else boxes[mask])
+        return {"train": out["train"], "val": None, "test": out["test"]}
+
+    def protocol_args(self) -> dict[str, Any]:
+        args = super().protocol_args()
+        args.update(
+            with_neutral=self.with_neutral, layout=self.layout_used or self.layout,
+            crop=self.crop_used or self.crop, n_folds=N_FOLDS,
+            fold_assignment="subjects sorted by number, dealt round-robin (i-th subject -> fold i mod 10)",
+            frames="last 3 of each labelled sequence" + (" + first frame as neutral" if self.with_neutral else ""),
+        )
+        if self.crop_fallbacks is not None:
+            args["crop_fallbacks"] = self.crop_fallbacks
+        return args
+
+    # -- synthetic trees ----------------------------------------------------------------
+    @classmethod
+    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, layout: str = "official",
+              n_subjects: int | None = None, unlabelled: int | None = None, landmarks: bool = True,
+              mark: bool = False, **options: Any) -> None:
+        """Write a synthetic CK+ tree: ``per_class`` labelled sequences per emotion (7 x per_class),
+        ``unlabelled`` sequences without emotion file (default ``per_class // 2 + 1``), over
+        ``n_subjects`` subjects (default ``min(7 * per_class, max(12, ceil(7 * per_class / 3)))``,
+        at least 10).  ``layout=official`` writes 160x120 frame sequences of 8-12 frames (every
+        fourth sequence as a colour PNG) with ``Landmarks/`` unless ``landmarks=false``;
+        ``layout=ck48`` writes the last 3 frames of each labelled sequence as 48x48 crops."""
+        if options:
+            raise UserError(f"ckplus synth: unknown option(s) {', '.join(sorted(options))}")
+        if layout not in ("official", "ck48"):
+            raise UserError(f"ckplus synth: layout must be official or ck48, got {layout!r}")
+        per_class = int(per_class)
+        n_labelled = 7 * per_class
+        if n_subjects is None:
+            n_subjects = min(n_labelled, max(12, math.ceil(n_labelled / 3)))
+        n_subjects = int(n_subjects)
+        if n_subjects < N_FOLDS or n_subjects > n_labelled:
+            raise UserError(f"ckplus synth: needs {N_FOLDS} <= n_subjects <= 7 * per_class (every subject labelled, "
+                            f"{N_FOLDS} subject-disjoint folds, so per_class >= 2); got n_subjects={n_subjects}, "
+                            f"per_class={per_class}")
+        n_unl = per_class // 2 + 1 if unlabelled is None else int(unlabelled)
+        if layout == "ck48":
+            n_unl = 0
+        root = Path(root)
+        rng = np.random.default_rng([int(seed), 0xC4])
+        plan = [(code, True) for _ in range(per_class) for code in range(1, 8)]
+        plan += [(int(rng.integers(1, 8)), False) for _ in range(n_unl)]
+        n_seq: dict[int, int] = {}
+        for i, (code, labelled) in enumerate(plan):
+            j = i % n_subjects
+            n_seq[j] = n_seq.get(j, 0) + 1
+            subject, seq = f"S{5 + 5 * j:03d}", f"{n_seq[j]:03d}"
+            srng = np.random.default_rng([int(seed), 0xC5, i])
+            T = int(srng.integers(8, 13))
+            name = CK_EMOTIONS[code]
+            ident = _identity(seed, j)
+            stem = f"{subject}_{seq}_"
+            if layout == "ck48":
+                frames, _ = _render_sequence(name, T, ident, srng, face=96, keep=range(T - APEX_FRAMES, T))
+                for t, img in frames:
+                    img = cv2.resize(img, (48, 48), interpolation=cv2.INTER_AREA)
+                    if mark:
+                        img[:8, :8] = mark_level(CANONICAL_CLASSES_8.index(name))
+                    folder = next(f for f, c in CK48_FOLDERS.items() if c == name)
+                    _write_png(root / CK48_DIR / folder / f"{stem}{t + 1:08d}.png", img)
+                continue
+            frames, (x0, y0) = _render_sequence(name, T, ident, srng, face=96, frame=(160, 120))
+            colour = i % 4 == 3
+            for t, img in frames:
+                level = 245 if not labelled else mark_level(CANONICAL_CLASSES_8.index("neutral" if t == 0 else name))
+                if colour:
+                    g = img.astype(np.float32)
+                    img = np.clip(np.stack([g * 0.9, g, g * 1.08], axis=-1), 0, 255).astype(np.uint8)  # BGR tint
+                if mark:
+                    img[:8, :8] = level
+                fname = f"{stem}{t + 1:08d}"
+                _write_png(root / IMAGES_DIR / subject / seq / f"{fname}.png", img)
+                if landmarks:
+                    pts = _face_landmarks(x0, y0, 96, srng)
+                    lp = root / LANDMARKS_DIR / subject / seq / f"{fname}_landmarks.txt"
+                    lp.parent.mkdir(parents=True, exist_ok=True)
+                    lp.write_text("".join(f"   {x:.7e}   {y:.7e}\n" for x, y in pts))
+            emo_dir = root / EMOTION_DIR / subject / seq
+            emo_dir.mkdir(parents=True, exist_ok=True)  # the release has folders for unlabelled sequences too
+            if labelled:
+                (emo_dir / f"{stem}{T:08d}_emotion.txt").write_text(f"{float(code):16.7e}\n")
+
+
+# --------------------------------------------------------------------------------------
+# synthetic rendering helpers (shared with fer_bench.data.affectnet)
+# --------------------------------------------------------------------------------------
+def mark_level(canonical8_class: int) -> int:
+    """Grey level ``20 + 25 * class`` (20..195) of a ``mark=True`` stamp; 245 marks unlabelled frames."""
+    return 20 + 25 * int(canonical8_class)
+
+
+def _identity(seed: int, subject: int):
+    from fer_bench.data.synthetic import Identity
+
+    return Identity.sample(np.random.default_rng([int(seed), 0xC1D, int(subject)]))
+
+
+def contempt_style(rng: np.random.Generator):
+    """Per-sample style turning the generator's disgust apex into contempt: only its one-sided
+    lip-corner raise (AU 14 unilateral, CK+'s contempt criterion) is kept, on a random side."""
+    from fer_bench.data.synthetic import PARAMS
+
+    mult = np.zeros(len(PARAMS))
+    mult[PARAMS.index("asym")] = 2.2 if rng.random() < 0.5 else -2.2
+    add = rng.normal(0.0, 0.04, len(PARAMS))
+    add[PARAMS.index("asym")] = 0.0
+    return mult, add
+
+
+def render_expression(name: str, intensity: float, identity, pose, size: int, rgb: bool,
+                      rng: np.random.Generator, style=None) -> np.ndarray:
+    """A synthetic face of a canonical-8 class name (contempt via :func:`contempt_style`)."""
+    from fer_bench.data.synthetic import render_face
+
+    if name == "contempt":
+        expr = CANONICAL_CLASSES.index("disgust")
+        style = style if style is not None else contempt_style(rng)
+    else:
+        expr = CANONICAL_CLASSES.index(name)
+    return render_face(expr, intensity, identity, pose, size, rgb, rng, style=style)
+
+
+def _render_sequence(name: str, T: int, identity, rng: np.random.Generator, *, face: int,
+                     frame: tuple[int, int] | None = None, keep=None):
+    """Frames ``(t, grey image)`` of a posed sequence from neutral (t=0) to the apex (t=T-1).
+
+    With ``frame=(W, H)`` the face square is pasted at a random position of a flat noisy
+    background, returned as ``(x0, y0)``; otherwise the face image itself is returned.
+    """
+    from fer_bench.data.synthetic import Pose, sample_style
+
+    pose = dataclasses.replace(Pose.sample(rng), angle=float(rng.normal(0, 3)), dx=0.0, dy=0.0,
+                               scale=float(rng.uniform(0.95, 1.05)), occluder=None, blur=0.0)
+    style = contempt_style(rng) if name == "contempt" else sample_style(rng)
+    apex = float(rng.uniform(0.75, 1.0))
+    keep = set(range(T) if keep is None else keep)
+    x0 = y0 = 0
+    bg = None
+    if frame is not None:
+        W, H = frame
+        x0, y0 = int(rng.integers(0, W - face + 1)), int(rng.integers(0, H - face + 1))
+        bg = int(rng.integers(40, 200))
+    out = []
+    for t in range(T):
+        if t:
+            pose = pose.jitter(rng, 0.3)
+        if t not in keep:
+            continue
+        z = t / (T - 1)
+        inten = apex * z * z * (3 - 2 * z)  # smoothstep: 0 at the first frame, apex at the last
+        img = render_expression(name, inten, identity, pose, face, False, rng, style=style)
+        if frame is not None:
+            canvas = np.clip(bg + rng.normal(0, 4, (H, W)), 0, 255).astype(np.uint8)
+            canvas[y0:y0 + face, x0:x0 + face] = img
+            img = canvas
+        out.append((t, img))
+    return out, (x0, y0)
+
+
+def _face_landmarks(x0: int, y0: int, face: int, rng: np.random.Generator) -> np.ndarray:
+    """68 points on an ellipse inside the pasted face square (a stand-in for the AAM points)."""
+    a = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    pts = np.stack([x0 + face / 2 + 0.42 * face * np.cos(a), y0 + face / 2 + 0.45 * face * np.sin(a)], axis=1)
+    return pts + rng.normal(0, 0.2, pts.shape)
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    buf.tofile(str(path))

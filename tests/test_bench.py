@@ -1,0 +1,236 @@
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_cli
+from fer_bench.bench import leaderboard as lb
+from fer_bench.bench.cli import regress_compare
+from fer_bench.bench.suite import load_suite
+from fer_bench.errors import DataFormatError
+
+TINY_SUITE = """
+suite: tiny
+defaults:
+  max_epochs: 1
+  batch_size: 16
+  input_size: 32
+  seeds: [0, 1]
+  data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
+cells:
+  - method: resnet18
+    dataset: synthetic-static
+  - method: resnet18
+    dataset: synthetic-static
+    seeds: [0]
+    method_args: {optimizer: lbfgs-does-not-exist}
+  - method: resnet18
+    dataset: fer2013
+"""
+
+
+def _row(i: int) -> dict:
+    return {"suite": "s", "method": "m", "dataset": "d", "seed": i, "war": 0.5, "uar": 0.4, "status": "ok"}
+
+
+def _publish(args):
+    folder, i = args
+    return lb.write_version(Path(folder), [_row(i)] * 50).name
+
+
+def test_concurrent_writers_get_distinct_complete_versions(tmp_path):
+    with mp.get_context("spawn").Pool(4) as pool:
+        names = pool.map(_publish, [(str(tmp_path), i) for i in range(8)])
+    assert sorted(names) == [f"v{i:03d}.csv" for i in range(1, 9)]
+    seeds = sorted(pd.read_csv(tmp_path / n)["seed"].iloc[0] for n in names)
+    assert seeds == list(range(8))  # none overwritten
+    assert all(len(pd.read_csv(tmp_path / n)) == 50 for n in names)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_crash_while_writing_leaves_no_version(tmp_path, monkeypatch):
+    lb.write_version(tmp_path, [_row(0)])
+
+    def boom(self, *a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
+    with pytest.raises(OSError):
+        lb.write_version(tmp_path, [_row(1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v001.csv"]
+
+
+def test_suite_errors_name_file_and_cell(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("suite: x\ncells:\n  - method: resnet18\n    dataset: synthetic-static\n  - method: nope\n    dataset: ckplus\n")
+    with pytest.raises(DataFormatError) as e:
+        load_suite(bad)
+    assert str(bad) in str(e.value) and "cell 2" in str(e.value) and "resnet18" in str(e.value)
+    bad.write_text("suite: x\ncells:\n  - method: resnet18\n    dataset: ckplus\n    epochs: 3\n")
+    with pytest.raises(DataFormatError, match="epochs"):
+        load_suite(bad)
+
+
+def test_shipped_suites_load_and_cover_every_method():
+    from fer_bench.methods import METHODS
+
+    static = load_suite(REPO / "benchmarks/static.yaml")
+    dynamic = load_suite(REPO / "benchmarks/dynamic.yaml")
+    smoke = load_suite(REPO / "benchmarks/smoke.yaml")
+    s_methods = {j.method for j in static.jobs}
+    d_methods = {j.method for j in dynamic.jobs}
+    assert s_methods == {n for n, c in METHODS.items() if c.modality == "static"}
+    assert d_methods == {n for n, c in METHODS.items() if c.modality == "dynamic"}
+    assert {j.dataset for j in static.jobs} == {"fer2013", "ferplus", "ckplus", "rafdb", "affectnet"}
+    assert {j.dataset for j in dynamic.jobs} == {"dfew", "ferv39k"}
+    assert {j.method for j in smoke.jobs} == set(METHODS.names())
+    for suite in (static, dynamic):
+        for cell in {j.cell for j in suite.jobs}:
+            assert len({j.seed for j in suite.jobs if j.cell == cell}) >= 3
+    ck = {j.fold for j in static.jobs if j.dataset == "ckplus"}
+    assert ck == set(range(10))
+    assert {j.fold for j in dynamic.jobs if j.dataset == "dfew"} == {1, 2, 3, 4, 5}
+
+
+def test_papers_csv_is_generated_from_method_metadata(tmp_path):
+    from fer_bench.methods import METHODS
+
+    df = pd.read_csv(lb.write_papers_csv(tmp_path))
+    expected = sum(len(m) for _, c in METHODS.items() for m in c.paper.reported.values())
+    assert len(df) == expected
+    r = df[(df.method == "resnet18_lstm") & (df.dataset == "dfew") & (df.metric == "uar")]
+    assert r["value"].tolist() == [51.32]
+    committed = pd.read_csv(REPO / "leaderboards/papers.csv")
+    assert committed.sort_values(["method", "dataset", "metric"]).reset_index(drop=True).equals(
+        df.sort_values(["method", "dataset", "metric"]).reset_index(drop=True))
+
+
+def test_regress_flags_drops_beyond_seed_spread():
+    base = pd.DataFrame([
+        {"method": "a", "dataset": "d", "seed": 0, "war": 0.60, "uar": 0.50, "status": "ok"},
+        {"method": "a", "dataset": "d", "seed": 1, "war": 0.70, "uar": 0.52, "status": "ok"},
+        {"method": "b", "dataset": "d", "seed": 0, "war": 0.80, "uar": 0.80, "status": "ok"},
+    ])
+    # a: WAR std 0.0707 -> tol 0.141 ; b: single seed -> tol 0.02
+    cur = pd.DataFrame([
+        {"method": "a", "dataset": "d", "seed": 0, "war": 0.52, "uar": 0.50, "status": "ok"},
+        {"method": "b", "dataset": "d", "seed": 0, "war": 0.77, "uar": 0.80, "status": "ok"},
+    ])
+    problems = regress_compare(cur, base)
+    assert len(problems) == 1 and problems[0].startswith("b/d: WAR")
+    assert regress_compare(base, base) == []
+    assert "no successful run" in regress_compare(cur[cur.method == "a"], base)[0]
+
+
+@pytest.mark.slow
+def test_bench_versions_failures_missing_data_and_diff(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE)
+    boards = tmp_path / "boards"
+    proc = run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress",
+                   "--run-dir", str(tmp_path / "run1"), "--data-root", str(tmp_path / "no-data"))
+    assert "skip: dataset fer2013 not found" in proc.stdout
+    v1 = pd.read_csv(boards / "tiny/v001.csv")
+    assert len(v1) == 3  # 2 seeds + 1 failing cell; the missing dataset has no row
+    ok, failed = v1[v1.status == "ok"], v1[v1.status == "failed"]
+    assert len(ok) == 2 and sorted(ok.seed) == [0, 1]
+    assert len(failed) == 1 and "lbfgs-does-not-exist" in failed.error.iloc[0]
+    for col in ("recall_angry", "recall_neutral", "git_commit", "config_hash", "n_test", "params", "selection",
+                "torch_version", "started_at", "finished_at", "input_size", "fold", "classes", "accelerator"):
+        assert col in v1.columns, col
+    assert (ok.n_test == 35).all() and (ok.selection == "val/war").all()
+    assert ((ok.war >= 0) & (ok.war <= 1)).all()
+    readme = (boards / "tiny/README.md").read_text()
+    assert "v001.csv" in readme and "| resnet18 | synthetic-static |" in readme
+    run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--run-dir", str(tmp_path / "run2"),
+            "--only", "resnet18/synthetic-static")
+    assert (boards / "tiny/v002.csv").exists()
+    d = run_cli("leaderboard", "diff", "tiny", "v001", "v002", "--leaderboards", str(boards))
+    assert "resnet18" in d.stdout
+    run_cli("leaderboard", "plot", "tiny", "--leaderboards", str(boards), "--out", str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 5000
+    shown = run_cli("leaderboard", "show", "tiny", "--version", "v001", "--leaderboards", str(boards))
+    assert "v001" in shown.stdout
+
+
+@pytest.mark.slow
+def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    run_dir, boards = tmp_path / "run", tmp_path / "boards"
+    cmd = [sys.executable, "-m", "fer_bench", "bench", str(suite), "--leaderboards", str(boards), "--no-progress",
+           "--run-dir", str(run_dir), "--only", "resnet18/synthetic-static"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    rows = run_dir / "rows.jsonl"
+    deadline = time.time() + 400
+    while time.time() < deadline and not (rows.exists() and rows.read_text().count("\n") >= 1):
+        time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    n_before = rows.read_text().count("\n")
+    assert 1 <= n_before < 4, "the kill should land mid-suite"
+    assert not (boards / "tiny").exists() or not list((boards / "tiny").glob("v*.csv"))
+    proc = run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--resume", str(run_dir),
+                   "--only", "resnet18/synthetic-static")
+    assert f"{n_before} already done" in proc.stdout
+    jobs = [json.loads(l)["job"] for l in rows.read_text().splitlines()]
+    assert len(jobs) == 4 and len(set(jobs)) == 4  # 3 seeds + the failing cell, each exactly once
+    assert len(pd.read_csv(boards / "tiny/v001.csv")) == 4
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
+    """2 nodes x 1 process (gloo) through torchrun's own launcher, on this one machine."""
+    import lightning as L
+
+    from fer_bench.methods import METHODS
+    from fer_bench.train import TrainConfig, build
+
+    suite = tmp_path / "one.yaml"
+    suite.write_text(
+        "suite: one\ndefaults: {max_epochs: 1, batch_size: 8, input_size: 32, seeds: [4],"
+        " data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n"
+        "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    port = _free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen([str(torchrun), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(r),
+                          "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "fer_bench", "bench",
+                          str(suite), "--devices", "1", "--num-nodes", "2", "--no-progress",
+                          "--run-dir", str(tmp_path / "run"), "--leaderboards", str(tmp_path / "boards")],
+                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for r in (0, 1)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][-3000:] + outs[1][-3000:]
+    row = pd.read_csv(tmp_path / "boards/one/v001.csv").iloc[0]
+    assert row.status == "ok" and row.nodes == 2 and row.n_test == 35
+    job = json.loads((tmp_path / "run/rows.jsonl").read_text().splitlines()[0])["job"]
+    metrics = json.loads(next((tmp_path / "run/jobs").glob("*/metrics.json")).read_text())
+    assert metrics["world_size"] == 2 and job
+    cfg = TrainConfig(method="resnet18", dataset="synthetic-static", input_size=32, seed=4,
+                      data_args={"train_per_class": 6, "val_per_class": 3, "test_per_class": 5})
+    dm, _ = build(cfg)
+    model = METHODS.get("resnet18").load_from_checkpoint(metrics["checkpoint"], map_location="cpu")
+    L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).test(model, datamodule=dm,
+                                                                                          verbose=False)
+    assert row.war == pytest.approx(model.test_scores.war, abs=1e-6)
+    assert row.uar == pytest.approx(model.test_scores.uar, abs=1e-6)
