@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -153,7 +154,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=".*DistributedSampler.*")
         trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
     scores = model.test_scores
-    best_epoch = int(Path(best).stem.split("=")[-1]) if best else max_epochs - 1
+    found = re.search(r"best-epoch=(\d+)", Path(best).name) if best else None
+    best_epoch = int(found.group(1)) if found else max_epochs - 1
     sizes = dm.split_sizes()
     result = {
         **scores.as_dict(),
@@ -168,6 +170,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         "checkpoint": best,
         "seed": cfg.seed,
         "fold": cfg.fold,
+        "protocol": json.loads(json.dumps(dm.protocol_args(), default=str)),
         "skipped_files": skipped.gathered(),
         "params": sum(p.numel() for p in model.parameters()),
         "train_seconds": train_seconds,

@@ -186,6 +186,8 @@ def run_suite(
             res = run(cfg)
             if not (math.isfinite(res["war"]) and math.isfinite(res["uar"])):
                 raise FloatingPointError("non-finite test metrics")
+            proto = res.get("protocol", {})
+            row.update(label_mode=proto.get("label_mode", row["label_mode"]), sampler=proto.get("sampler", row["sampler"]))
             row.update(status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
                        best_epoch=res["best_epoch"],
                        n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],
