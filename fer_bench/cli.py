@@ -108,6 +108,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="method hyper-parameter, e.g. -m lr=0.01 -m strategy=prediction_based")
     p.add_argument("-d", "--data-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="dataset protocol argument, e.g. -d classes=8 -d label_mode=probability")
+    p.add_argument("--max-unreadable", type=float, default=0.01,
+                   help="stop when more than this fraction of a split is unreadable (default 0.01 = 1 %%)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -121,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit_per_class=args.limit_per_class, logger=args.logger, out=args.out, weights=args.weights,
         input_size=args.input_size, in_chans=args.in_chans, num_workers=args.num_workers, monitor=args.monitor,
         method_args=dict(args.method_arg), data_args=dict(args.data_arg), progress=not args.no_progress,
+        max_unreadable=args.max_unreadable,
     )
     result = run(cfg)
     from lightning.fabric.utilities.rank_zero import rank_zero_only

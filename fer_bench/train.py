@@ -50,6 +50,7 @@ class TrainConfig:
     data_args: dict[str, Any] = field(default_factory=dict)
     wandb_group: str | None = None
     progress: bool = True
+    max_unreadable: float = 0.01  # stop when more than this fraction of a split cannot be read
 
     def out_dir(self) -> Path:
         """Deterministic default (every DDP rank re-launched from argv must agree on it)."""
@@ -144,7 +145,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
                                    group=cfg.wandb_group, save_dir=str(out), offline=not wandb_configured()))
     elif cfg.logger != "csv":
         raise UserError(f"logger must be 'csv' or 'wandb', got {cfg.logger!r}")
-    skipped = SkippedFiles()
+    skipped = SkippedFiles(cfg.max_unreadable)
     trainer = _trainer(cfg, out, [ckpt, skipped], loggers, max_epochs)
     t0 = time.time()
     trainer.fit(model, datamodule=dm)
