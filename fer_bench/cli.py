@@ -91,7 +91,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
     p.add_argument("--num-nodes", type=int, default=1)

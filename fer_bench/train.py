@@ -33,7 +33,7 @@ class TrainConfig:
     fold: int | None = None
     seed: int = 0
     max_epochs: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     devices: int = 1
     accelerator: str = "cpu"
     num_nodes: int = 1

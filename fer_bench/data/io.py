@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 from fer_bench.errors import UnreadableSample
 
 
-def decode_image(path: str | os.PathLike, *, grey: bool = False) -> np.ndarray:
-    """uint8 ``HxW`` (grey) or ``HxWx3`` RGB array of an image file."""
+def require_nonempty_file(path: str | os.PathLike) -> str:
+    """``path`` as a string; :class:`UnreadableSample` if it is missing or has 0 bytes."""
     path = os.fspath(path)
     try:
         size = os.path.getsize(path)
@@ -26,6 +26,12 @@ def decode_image(path: str | os.PathLike, *, grey: bool = False) -> np.ndarray:
         raise UnreadableSample(path, "file is missing") from None
     if size == 0:
         raise UnreadableSample(path, "file is empty (0 bytes)")
+    return path
+
+
+def decode_image(path: str | os.PathLike, *, grey: bool = False) -> np.ndarray:
+    """uint8 ``HxW`` (grey) or ``HxWx3`` RGB array of an image file."""
+    path = require_nonempty_file(path)
     buf = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if img is None:

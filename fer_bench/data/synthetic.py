@@ -722,7 +722,7 @@ class SyntheticStatic(_SyntheticBase):
     default_input_size = 48
     default_in_chans = 1
 
-    def __init__(self, root: str | None = None, *, train_per_class: int = 150, val_per_class: int = 30,
+    def __init__(self, root: str | None = None, *, train_per_class: int = 300, val_per_class: int = 30,
                  test_per_class: int = 50, image_size: int | None = None, rgb: bool | None = None,
                  data_seed: int = 1234, **kwargs: Any) -> None:
         super().__init__(root, train_per_class=train_per_class, val_per_class=val_per_class,

@@ -42,7 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fer_bench.data.base import DatasetInfo, FERDataModule, stratified_split
-from fer_bench.data.io import decode_image
+from fer_bench.data.io import decode_image, require_nonempty_file
 from fer_bench.errors import UnreadableSample, UserError
 
 
@@ -177,13 +177,7 @@ def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: b
 
     Only the sampled indices are decoded (``VideoReader.get_batch``).
     """
-    path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        raise UnreadableSample(path, "file is missing") from None
-    if size == 0:
-        raise UnreadableSample(path, "file is empty (0 bytes)")
+    path = require_nonempty_file(path)
     try:
         vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except (RuntimeError, decord.DECORDError) as e:
