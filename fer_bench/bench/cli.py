@@ -18,7 +18,10 @@ def _print_frame(df: pd.DataFrame, title: str) -> None:
         t.add_column(str(c), overflow="fold")
     for _, r in df.iterrows():
         t.add_row(*("" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else str(v) for v in r))
-    Console().print(t)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: do not fold names into 80 columns
+        console = Console(width=200)
+    console.print(t)
 
 
 def show_summary(folder: Path, version: str | None = None) -> None:

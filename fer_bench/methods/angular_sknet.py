@@ -1,0 +1,133 @@
+"""``angular_sknet`` — Su & Wang 2021: angular distance loss + small-kernel network.
+
+苏志明 (SU Zhiming), 王烈 (WANG Lie), "基于角度距离损失与小尺度核网络的表情识别" (Facial
+expression recognition based on angular distance loss function and convolutional neural
+network), 电讯技术 (Telecommunication Engineering) 2021, 61(4): 396-402.
+
+Stated by the paper (abstract): only 3x3 kernels; a "dot-product residual block" fusing
+spatial pyramid attention (SPA); DropBlock regularisation; "low-level feature masking" so
+that low-level features carry high-level semantics; few parameters; an angular-distance
+loss that separates classes and compacts each class.  Reported accuracy: CK+ 97.88 %,
+FER2013 72.81 %.
+
+Everything below the abstract level is a **reconstruction** (``/work/shared/papers.md``
+section 1), because the full text is not public:
+
+* input 1x48x48; four VGG-like stages of widths 64-128-256-512, each = conv3x3-BN-ReLU (to
+  the stage width) + a dot-product residual block ``relu(x + F(x) ⊙ SPA(x))``
+  (:class:`~fer_bench.nn.blocks.DotProductResidualBlock`, SPANet of Guo et al., ICME 2020);
+  2x2 max-pooling between stages (48 -> 24 -> 12 -> 6);
+* ``torchvision.ops.DropBlock2d`` (Ghiasi et al., NeurIPS 2018) after stages 3 and 4,
+  block size 3, drop probability ramped linearly from 0 (first epoch) to 0.1 (last epoch);
+* low-level feature masking: the stage-2 map (128 ch, 1/2 resolution) is gated by
+  ``sigmoid(conv1x1(upsample(stage-4 map)))``; the masked low-level map and the stage-4 map
+  are globally average-pooled and concatenated (128 + 512) before a linear 512-d embedding;
+* angular distance loss = ArcFace (Deng et al., CVPR 2019; s = 30, m = 0.35) on the
+  L2-normalised embedding and class weights + λ·mean(1 − cos(f_i, c_{y_i})), λ = 0.1, with
+  learnable centres.  The evaluation logits are the scaled cosines ``s·cos θ`` (no margin).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.nn.blocks import DotProductResidualBlock, LowLevelFeatureMask, ScheduledDropBlock2d, conv_bn_act
+from fer_bench.nn.losses import ArcFaceLoss, CenterCosineLoss, CosineClassifier
+from fer_bench.registry import METHODS
+
+
+@METHODS.register("angular_sknet")
+class AngularSKNet(FERMethod):
+    """Small-kernel (3x3) network with SPA dot-product residual blocks, DropBlock, low-level
+    feature masking and the ArcFace + angular-centre loss (Su & Wang 2021) [reconstruction]."""
+
+    modality = "static"
+    default_input_size = 48
+    default_in_chans = 1
+    default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="cosine",
+                           max_epochs=100)
+    paper = PaperRecord(
+        citation="SU Zhiming, WANG Lie, \"Facial expression recognition based on angular distance loss function "
+        "and convolutional neural network\" (基于角度距离损失与小尺度核网络的表情识别), Telecommunication "
+        "Engineering (电讯技术) 2021, 61(4): 396-402",
+        reported={"ckplus": {"war": 97.88}, "fer2013": {"war": 72.81}},
+        fidelity="Reconstruction: only the abstract is public. Stated and followed: 3x3 kernels only, dot-product "
+        "residual blocks with spatial pyramid attention, DropBlock, low-level feature masking, an angular-distance "
+        "loss. Reconstructed: widths 64-128-256-512 with one conv + one residual block per stage; "
+        "out = relu(x + F(x)*SPA(x)) with SPANet pooling 1x1/2x2/4x4 and reduction 16; torchvision DropBlock2d "
+        "after stages 3 and 4 (block 3, p ramped linearly 0 -> 0.1 over the epochs); stage-2 map masked by "
+        "sigmoid(conv1x1(upsampled stage-4 map)), pooled and concatenated with the stage-4 features before a "
+        "512-d embedding; loss = ArcFace (s=30, m=0.35) + 0.1 * mean(1 - cos(f, c_y)) with learnable centres. "
+        "Optimiser (SGD 0.01, momentum 0.9, wd 5e-4, cosine, 100 epochs) chosen here: the paper's is not public. "
+        "Paper protocols are not stated; fer_bench uses CK+ 10-fold subject-independent and FER2013 PrivateTest.",
+        reconstructed=True,
+    )
+
+    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), embedding_dim: int = 512,
+                 arc_s: float = 30.0, arc_m: float = 0.35, center_weight: float = 0.1,
+                 drop_block_p: float = 0.1, drop_block_size: int = 3, spa_reduction: int = 16,
+                 **kwargs: Any) -> None:
+        widths = tuple(int(w) for w in widths)
+        super().__init__(widths=list(widths), embedding_dim=embedding_dim, arc_s=arc_s, arc_m=arc_m,
+                         center_weight=center_weight, drop_block_p=drop_block_p, drop_block_size=drop_block_size,
+                         spa_reduction=spa_reduction, **kwargs)
+        if len(widths) != 4:
+            raise ValueError(f"angular_sknet has 4 stages, got widths {widths}")
+        stages = []
+        prev = self.in_chans
+        for w in widths:
+            stages.append(nn.Sequential(conv_bn_act(prev, w), DotProductResidualBlock(w, spa_reduction)))
+            prev = w
+        self.stages = nn.ModuleList(stages)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.drop3 = ScheduledDropBlock2d(0.0, drop_block_size, p_max=drop_block_p)
+        self.drop4 = ScheduledDropBlock2d(0.0, drop_block_size, p_max=drop_block_p)
+        self.mask = LowLevelFeatureMask(widths[1], widths[3])
+        self.embedding = nn.Linear(widths[1] + widths[3], embedding_dim)
+        self.classifier = CosineClassifier(embedding_dim, self.num_classes)
+        self.arcface = ArcFaceLoss(arc_s, arc_m)
+        self.center_loss = CenterCosineLoss(self.num_classes, embedding_dim)
+        self.center_weight = float(center_weight)
+
+    # -- DropBlock schedule ----------------------------------------------------------------
+    def drop_blocks(self) -> list[ScheduledDropBlock2d]:
+        return [self.drop3, self.drop4]
+
+    def set_drop_block_p(self, p: float) -> None:
+        for d in self.drop_blocks():
+            d.set_p(p)
+
+    def on_train_epoch_start(self) -> None:
+        """Linear ramp of the DropBlock probability: 0 at the first epoch, ``drop_block_p`` at the last."""
+        max_epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 \
+            else int(self.hparams.max_epochs)
+        self.set_drop_block_p(ScheduledDropBlock2d.linear_schedule(self.current_epoch, max_epochs,
+                                                                   float(self.hparams.drop_block_p)))
+
+    # -- network ---------------------------------------------------------------------------
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        s1 = self.stages[0](x)
+        s2 = self.stages[1](self.pool(s1))
+        s3 = self.drop3(self.stages[2](self.pool(s2)))
+        s4 = self.drop4(self.stages[3](self.pool(s3)))
+        low, _ = self.mask(s2, s4)
+        feat = torch.cat([low.mean(dim=(2, 3)), s4.mean(dim=(2, 3))], dim=1)
+        return self.embedding(feat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits: ``s·cos θ`` between the embedding and each class weight (no margin)."""
+        return self.arcface.s * self.classifier(self.embed(x))
+
+    def training_outputs(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        emb = self.embed(x)
+        return {"embedding": emb, "cos": self.classifier(emb)}
+
+    def compute_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        arc = self.arcface(out["cos"], y)
+        cen = self.center_loss(out["embedding"], y)
+        total = arc + self.center_weight * cen
+        return total, {"arcface": arc.detach(), "center_cos": cen.detach()}
