@@ -234,3 +234,32 @@ def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
                                                                                           verbose=False)
     assert row.war == pytest.approx(model.test_scores.war, abs=1e-6)
     assert row.uar == pytest.approx(model.test_scores.uar, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_device_ddp_suite_matches_single_device_eval(tmp_path):
+    """Lightning re-launches the bench command per rank; every rank walks the same jobs."""
+    import lightning as L
+
+    from fer_bench.methods import METHODS
+    from fer_bench.train import TrainConfig, build
+
+    data = {"train_per_class": 6, "val_per_class": 3, "test_per_class": 5}
+    suite = tmp_path / "ddp2.yaml"
+    suite.write_text("suite: ddp2\ndefaults: {max_epochs: 1, batch_size: 8, input_size: 32, seeds: [0, 1],"
+                     " data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n"
+                     "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+    run_cli("bench", str(suite), "--devices", "2", "--no-progress", "--run-dir", str(tmp_path / "run"),
+            "--leaderboards", str(tmp_path / "boards"))
+    rows = pd.read_csv(tmp_path / "boards/ddp2/v001.csv")
+    assert len(rows) == 2 and (rows.status == "ok").all() and (rows.devices == 2).all()
+    for _, row in rows.iterrows():
+        metrics = next(json.loads(p.read_text()) for p in (tmp_path / "run/jobs").glob(f"*seed{row.seed}/metrics.json"))
+        assert metrics["world_size"] == 2 and metrics["n_test"] == 35  # odd: padded by the sampler
+        dm, _ = build(TrainConfig(method="resnet18", dataset="synthetic-static", input_size=32, seed=int(row.seed),
+                                  data_args=data))
+        model = METHODS.get("resnet18").load_from_checkpoint(metrics["checkpoint"], map_location="cpu")
+        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).test(
+            model, datamodule=dm, verbose=False)
+        assert row.war == pytest.approx(model.test_scores.war, abs=1e-6)
+        assert row.uar == pytest.approx(model.test_scores.uar, abs=1e-6)
