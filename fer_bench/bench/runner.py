@@ -180,7 +180,7 @@ def run_suite(
             wandb_group=f"{suite.name}-{rdir.name}", progress=progress,
         )
         if rank0:
-            echo(f"[{k}/{len(runnable)}] {job.cell} fold={job.fold} seed={job.seed} ...")
+            echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed} ...")
         t0 = time.time()
         try:
             res = run(cfg)
@@ -210,7 +210,7 @@ def run_suite(
             append_row(rdir, row)
             elapsed = time.time() - t_suite
             eta = elapsed / k * (len(runnable) - k)
-            echo(f"[{k}/{len(runnable)}] {job.cell} fold={job.fold} seed={job.seed}: {msg} "
+            echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} "
                  f"({time.time() - t0:.0f} s; suite {elapsed:.0f} s, ~{eta:.0f} s left)")
     if not rank0:
         return None
