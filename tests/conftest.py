@@ -30,3 +30,12 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: int = 600, check: bool = True
     if check and proc.returncode != 0:
         raise AssertionError(f"fer-bench {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for gloo / torchrun rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

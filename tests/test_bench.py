@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, free_port, run_cli
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.cli import regress_compare
 from fer_bench.bench.suite import load_suite
@@ -187,13 +187,6 @@ def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
     assert len(pd.read_csv(boards / "tiny/v001.csv")) == 4
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
@@ -209,7 +202,7 @@ def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
         " data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n"
         "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
     torchrun = Path(sys.executable).with_name("torchrun")
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [
         subprocess.Popen([str(torchrun), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(r),

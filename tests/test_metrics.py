@@ -1,5 +1,4 @@
 import json
-import socket
 import subprocess
 import sys
 import warnings
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import free_port
 from fer_bench.metrics import FERMetrics, MissingClassWarning, dedup_by_index
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -75,17 +75,12 @@ def test_duplicate_indices_count_once():
     assert m.compute().war == pytest.approx(2 / 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_metrics_exact_under_two_process_gloo_ddp(tmp_path):
     out = tmp_path / "ddp.json"
     worker = Path(__file__).with_name("_ddp_metrics_worker.py")
-    subprocess.run([sys.executable, str(worker), str(_free_port()), str(out)], check=True, timeout=300)
+    subprocess.run([sys.executable, str(worker), str(free_port()), str(out)], check=True, timeout=300)
     res = json.loads(out.read_text())
     sys.path.insert(0, str(worker.parent))
     from _ddp_metrics_worker import CLASSES as C, data
