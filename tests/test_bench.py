@@ -187,7 +187,6 @@ def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
     assert len(pd.read_csv(boards / "tiny/v001.csv")) == 4
 
 
-
 @pytest.mark.slow
 def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
     """2 nodes x 1 process (gloo) through torchrun's own launcher, on this one machine."""
