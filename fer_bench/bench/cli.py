@@ -11,13 +11,15 @@ import pandas as pd
 
 def _print_frame(df: pd.DataFrame, title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title)
+    t = Table(title=escape(title))
     for c in df.columns:
         t.add_column(str(c), overflow="fold")
     for _, r in df.iterrows():
-        t.add_row(*("" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else str(v) for v in r))
+        # escape: "method[variant]" must not be read as rich markup
+        t.add_row(*("" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else escape(str(v)) for v in r))
     console = Console()
     if not console.is_terminal:  # logs and pipes: do not fold names into 80 columns
         console = Console(width=200)

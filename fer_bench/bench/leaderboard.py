@@ -136,7 +136,7 @@ def protocol_tag(df: pd.DataFrame) -> str:
     for col, fmt in (("classes", "{}cls"), ("label_mode", "{}"), ("sampler", "{}"), ("input_size", "{}px"),
                      ("pretrained", "init:{}"), ("tta", "tta:{}")):
         v = row.get(col)
-        if v is not None and not (isinstance(v, float) and math.isnan(v)) and v != "":
+        if v is not None and not (isinstance(v, float) and math.isnan(v)) and v not in ("", "none"):
             parts.append(fmt.format(int(v) if isinstance(v, float) and v.is_integer() else v))
     folds = sorted({int(f) for f in df["fold"].dropna()}) if "fold" in df else []
     if folds:
