@@ -34,18 +34,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.methods.base import PaperRecord
+from fer_bench.methods.margin import MarginCentreMethod
 from fer_bench.nn.blocks import DotProductResidualBlock, LowLevelFeatureMask, ScheduledDropBlock2d, conv_bn_act
 from fer_bench.nn.losses import ArcFaceLoss, CenterCosineLoss, CosineClassifier
 from fer_bench.registry import METHODS
 
 
 @METHODS.register("angular_sknet")
-class AngularSKNet(FERMethod):
+class AngularSKNet(MarginCentreMethod):
     """Small-kernel (3x3) network with SPA dot-product residual blocks, DropBlock, low-level
     feature masking and the ArcFace + angular-centre loss (Su & Wang 2021) [reconstruction]."""
 
     modality = "static"
+    margin_attr = "arcface"
     default_input_size = 48
     default_in_chans = 1
     default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="cosine",
@@ -117,17 +119,3 @@ class AngularSKNet(FERMethod):
         low, _ = self.mask(s2, s4)
         feat = torch.cat([low.mean(dim=(2, 3)), s4.mean(dim=(2, 3))], dim=1)
         return self.embedding(feat)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation logits: ``s·cos θ`` between the embedding and each class weight (no margin)."""
-        return self.arcface.s * self.classifier(self.embed(x))
-
-    def training_outputs(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        emb = self.embed(x)
-        return {"embedding": emb, "cos": self.classifier(emb)}
-
-    def compute_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        arc = self.arcface(out["cos"], y)
-        cen = self.center_loss(out["embedding"], y)
-        total = arc + self.center_weight * cen
-        return total, {"arcface": arc.detach(), "center_cos": cen.detach()}

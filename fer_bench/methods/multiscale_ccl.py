@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.methods.base import PaperRecord
+from fer_bench.methods.margin import MarginCentreMethod
 from fer_bench.nn.attention import SqueezeExcite
 from fer_bench.nn.backbones import resnet18_trunk
 from fer_bench.nn.losses import CenterCosineLoss, CosFaceLoss, CosineClassifier
@@ -47,11 +48,12 @@ def _lateral(in_ch: int, out_ch: int) -> nn.Sequential:
 
 
 @METHODS.register("multiscale_ccl")
-class MultiScaleCCL(FERMethod):
+class MultiScaleCCL(MarginCentreMethod):
     """ResNet-18 layer2/3/4 fused at 256 ch each, SE channel attention, 512-d embedding,
     CosFace + centre-cosine loss (Wen et al. 2024) [reconstruction]."""
 
     modality = "static"
+    margin_attr = "cosface"
     default_input_size = 224
     default_in_chans = 3
     default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, scheduler="cosine",
@@ -99,16 +101,3 @@ class MultiScaleCCL(FERMethod):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.fused_map(x).mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Evaluation logits: ``s·cos θ`` between the embedding and each class weight (no margin)."""
-        return self.cosface.s * self.classifier(self.embed(x))
-
-    def training_outputs(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        emb = self.embed(x)
-        return {"embedding": emb, "cos": self.classifier(emb)}
-
-    def compute_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        cf = self.cosface(out["cos"], y)
-        cen = self.center_loss(out["embedding"], y)
-        return cf + self.center_weight * cen, {"cosface": cf.detach(), "center_cos": cen.detach()}
