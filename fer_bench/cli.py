@@ -95,14 +95,25 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
     p.add_argument("--num-nodes", type=int, default=1)
-    p.add_argument("--precision", default="32-true", help="32-true, 16-mixed, bf16-mixed")
+    p.add_argument("--precision", default="32-true",
+                   choices=["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"],
+                   help="32-true (default); bf16-mixed / 16-mixed autocast on GPU (16-mixed needs CUDA)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and 4-D batches in channels_last memory format (faster convolutions on GPU)")
     p.add_argument("--limit-per-class", type=int, help="at most N samples per class in each split")
     p.add_argument("--logger", default="csv", choices=["csv", "wandb"])
     p.add_argument("--out", help="output folder (default runs/<method>/<dataset>/seed<S>)")
     p.add_argument("--weights", help="local state dict to start from (weights_only load)")
     p.add_argument("--input-size", type=int)
     p.add_argument("--in-chans", type=int, choices=[1, 3])
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="DataLoader workers (default: chosen from the machine, 0 on <= 2 CPUs)")
+    p.add_argument("--cache-images", default="auto", choices=["auto", "on", "off"],
+                   help="in-memory decoded-image cache for image-file datasets (auto: when it fits "
+                        "--cache-budget-mb)")
+    p.add_argument("--cache-budget-mb", type=float, help="auto image-cache budget (default: RAM/4, at most 8 GiB)")
+    p.add_argument("--clip-cache", metavar="DIR", help="on-disk uint8 cache of decoded video frames (built once, "
+                   "reused, rebuilt when a source changes)")
     p.add_argument("--monitor", default="war", choices=["war", "uar"], help="validation metric that picks the checkpoint")
     p.add_argument("-m", "--method-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE",
                    help="method hyper-parameter, e.g. -m lr=0.01 -m strategy=prediction_based")
@@ -123,7 +134,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit_per_class=args.limit_per_class, logger=args.logger, out=args.out, weights=args.weights,
         input_size=args.input_size, in_chans=args.in_chans, num_workers=args.num_workers, monitor=args.monitor,
         method_args=dict(args.method_arg), data_args=dict(args.data_arg), progress=not args.no_progress,
-        max_unreadable=args.max_unreadable,
+        max_unreadable=args.max_unreadable, cache_images=args.cache_images,
+        cache_budget_mb=args.cache_budget_mb, clip_cache=args.clip_cache, channels_last=args.channels_last,
     )
     result = run(cfg)
     from lightning.fabric.utilities.rank_zero import rank_zero_only

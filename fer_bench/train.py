@@ -44,13 +44,18 @@ class TrainConfig:
     weights: str | None = None
     input_size: int | None = None
     in_chans: int | None = None
-    num_workers: int = 0
+    num_workers: int | None = None  # None: chosen from the machine (fer_bench.data.base.default_num_workers)
     monitor: str = "war"
     method_args: dict[str, Any] = field(default_factory=dict)
     data_args: dict[str, Any] = field(default_factory=dict)
     wandb_group: str | None = None
     progress: bool = True
     max_unreadable: float = 0.01  # stop when more than this fraction of a split cannot be read
+    # speed only (a sample is bit-identical either way; see fer_bench.data.cache):
+    cache_images: str = "auto"  # decoded-image cache: auto (below cache_budget_mb) | on | off
+    cache_budget_mb: float | None = None  # None: a quarter of the RAM, at most 8 GiB
+    clip_cache: str | None = None  # folder of the on-disk uint8 clip cache (video datasets); None: off
+    channels_last: bool = False  # model and 4-D batches in channels_last memory format (GPU convs)
 
     def out_dir(self) -> Path:
         """Deterministic default (every DDP rank re-launched from argv must agree on it)."""
@@ -81,9 +86,16 @@ def build(cfg: TrainConfig):
         )
     input_size = cfg.input_size or method_cls.default_input_size
     in_chans = cfg.in_chans or method_cls.default_in_chans
+    check_precision(cfg.precision, cfg.accelerator)
+    speed: dict[str, Any] = dict(num_workers=cfg.num_workers, cache_images=cfg.cache_images,
+                                 cache_budget_mb=cfg.cache_budget_mb, channels_last=cfg.channels_last,
+                                 pin_memory=uses_cuda(cfg.accelerator))
+    if cfg.clip_cache and data_cls.info.modality == "dynamic":
+        speed["clip_cache"] = cfg.clip_cache
+    speed.update(cfg.data_args)  # -d / suite data_args win
     dm = data_cls(
-        cfg.root, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed, fold=cfg.fold,
-        limit_per_class=cfg.limit_per_class, input_size=input_size, in_chans=in_chans, **cfg.data_args,
+        cfg.root, batch_size=cfg.batch_size, seed=cfg.seed, fold=cfg.fold,
+        limit_per_class=cfg.limit_per_class, input_size=input_size, in_chans=in_chans, **speed,
     )
     hp = dict(method_cls.default_hparams)
     hp.update(cfg.method_args)
@@ -93,7 +105,29 @@ def build(cfg: TrainConfig):
                        input_size=input_size, **hp)
     if cfg.weights:
         model.load_weights(cfg.weights)
+    if cfg.channels_last:
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
     return dm, model
+
+
+PRECISIONS: tuple[str, ...] = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
+
+
+def uses_cuda(accelerator: str) -> bool:
+    import torch
+
+    return accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+
+
+def check_precision(precision: str, accelerator: str) -> None:
+    """Lightning precision names; ``16-mixed`` (fp16 autocast + gradient scaling) needs CUDA,
+    ``bf16-mixed`` runs anywhere (on CPU through CPU autocast, slower than 32-true there)."""
+    if str(precision) not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if str(precision) == "16-mixed" and not uses_cuda(accelerator):
+        raise UserError("precision 16-mixed needs a CUDA GPU (--accelerator gpu); on CPU use bf16-mixed")
 
 
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool, max_epochs: int):
@@ -118,8 +152,10 @@ def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool,
     )
 
 
-def run(cfg: TrainConfig) -> dict[str, Any]:
-    """Train, select on validation, test the selected checkpoint once; return metrics."""
+def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
+    """Train, select on validation, test the selected checkpoint once; return metrics.
+
+    ``callbacks``: extra Lightning callbacks (e.g. the timers of ``benchmarks/perf.py``)."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -146,7 +182,7 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     elif cfg.logger != "csv":
         raise UserError(f"logger must be 'csv' or 'wandb', got {cfg.logger!r}")
     skipped = SkippedFiles(cfg.max_unreadable)
-    trainer = _trainer(cfg, out, [ckpt, skipped], loggers, max_epochs)
+    trainer = _trainer(cfg, out, [ckpt, skipped, *(callbacks or [])], loggers, max_epochs)
     t0 = time.time()
     trainer.fit(model, datamodule=dm)
     train_seconds = time.time() - t0

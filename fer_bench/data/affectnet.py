@@ -359,8 +359,7 @@ class AffectNet(FERDataModule):
             return super().train_dataloader()
         return DataLoader(
             self.splits["train"], batch_size=self.batch_size, sampler=self.balanced_sampler(), drop_last=False,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=self.pin_memory,
-            collate_fn=collate_skipping,
+            collate_fn=collate_skipping, **self.loader_kwargs(),
         )
 
     # -- synthetic trees ----------------------------------------------------------------

@@ -9,6 +9,7 @@ target over the classes).  The DataModule wraps each split so that the loaders y
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from fer_bench.data.cache import DecodedImageCache, check_cache_mode, decodes_files, default_cache_budget_mb, \
+    estimate_decoded_mb
 from fer_bench.data.transforms import build_transform
 from fer_bench.errors import UnreadableSample, UserError
 
@@ -139,6 +142,31 @@ def limit_per_class(labels: Sequence[int], positions: np.ndarray, n: int | None,
     return np.sort(np.asarray(keep, dtype=np.int64))
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (``sched_getaffinity``; ``os.cpu_count`` where absent)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def default_num_workers(cpus: int | None = None, devices: int = 1) -> int:
+    """DataLoader workers per process when ``num_workers`` is not given.
+
+    ``cpus <= 2``: 0.  Measured on a 2-core x86_64 (``benchmarks/RESULTS.md``): one worker
+    process competes with the training step for the two cores and was not faster than
+    loading in the main process, for 48x48 images and 16-frame 112x112 clips alike; with the
+    decoded-sample caches the loading cost per sample is small next to the step.
+    Otherwise ``min(8, cpus // devices - 1)`` (one core per process left to the training
+    step, at most 8 workers: beyond that a 16-frame clip loader saturates the disk/decoder
+    rather than the CPU), and at least 1.
+    """
+    cpus = usable_cpus() if cpus is None else int(cpus)
+    if cpus <= 2:
+        return 0
+    return max(1, min(8, cpus // max(1, int(devices)) - 1))
+
+
 class FERDataModule(L.LightningDataModule):
     """Owns a dataset's splits, its class list, its protocol arguments and its loaders.
 
@@ -160,7 +188,7 @@ class FERDataModule(L.LightningDataModule):
         root: str | None = None,
         *,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         seed: int = 0,
         fold: int | None = None,
         limit_per_class: int | None = None,
@@ -168,7 +196,11 @@ class FERDataModule(L.LightningDataModule):
         in_chans: int | None = None,
         val_fraction: float = 0.1,
         eval_batch_size: int | None = None,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
+        prefetch_factor: int | None = None,
+        cache_images: str | bool = "auto",
+        cache_budget_mb: float | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if self.requires_root and root is None:
@@ -176,14 +208,22 @@ class FERDataModule(L.LightningDataModule):
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        # loader settings (not protocol arguments: they change speed, never a sample)
+        self.num_workers = default_num_workers() if num_workers is None else int(num_workers)
+        if self.num_workers < 0:
+            raise UserError(f"num_workers must be >= 0, got {num_workers!r}")
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.prefetch_factor = prefetch_factor
+        self.cache_images = check_cache_mode(cache_images)
+        self.cache_budget_mb = default_cache_budget_mb() if cache_budget_mb is None else float(cache_budget_mb)
+        self.channels_last = bool(channels_last)
+        self.caches: dict[int, DecodedImageCache] = {}
         self.seed = seed
         self.fold = fold
         self.limit = limit_per_class
         self.input_size = input_size or self.default_input_size
         self.in_chans = in_chans or self.default_in_chans
         self.val_fraction = val_fraction
-        self.pin_memory = pin_memory
         self.splits: dict[str, SplitDataset] = {}
 
     # -- to implement -------------------------------------------------------------------
@@ -226,12 +266,31 @@ class FERDataModule(L.LightningDataModule):
         tr_pos = limit_per_class(train_labels, tr_pos, self.limit, self.seed)
         va_pos = limit_per_class(dataset_labels(val), va_pos, self.limit, self.seed + 1)
         te_pos = limit_per_class(dataset_labels(test), np.arange(len(test)), self.limit, self.seed + 2)
+        train, val, test = self._cached(((train, tr_pos), (val, va_pos), (test, te_pos)))
         mk = lambda train_mode: build_transform(train=train_mode, input_size=self.input_size, in_chans=self.in_chans)
         self.splits = {
             "train": SplitDataset(train, tr_pos, mk(True)),
             "val": SplitDataset(val, va_pos, mk(False)),
             "test": SplitDataset(test, te_pos, mk(False)),
         }
+
+    def _cached(self, parts) -> list[Dataset]:
+        """The split datasets, each file-decoding one wrapped in a :class:`DecodedImageCache`
+        when ``cache_images`` says so (one cache per distinct dataset object)."""
+        used: dict[int, tuple[Dataset, list[np.ndarray]]] = {}
+        for ds, pos in parts:
+            used.setdefault(id(ds), (ds, []))[1].append(pos)
+        for key, (ds, positions) in used.items():
+            if self.cache_images == "off" or not decodes_files(ds) or key in self.caches:
+                continue
+            pos = np.concatenate(positions)
+            if self.cache_images == "auto" and estimate_decoded_mb(ds, pos) > self.cache_budget_mb:
+                continue
+            cache = DecodedImageCache(ds)
+            if self.num_workers > 0:
+                cache.fill(pos)  # once, here, shared by the workers
+            self.caches[key] = cache
+        return [self.caches.get(id(ds), ds) for ds, _ in parts]
 
     def split_sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.splits.items()}
@@ -243,12 +302,25 @@ class FERDataModule(L.LightningDataModule):
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
             drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
             collate_fn=collate_skipping,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            **self.loader_kwargs(),
         )
+
+    def loader_kwargs(self) -> dict[str, Any]:
+        """Worker / pinning / prefetch settings shared by every loader of this DataModule."""
+        kw: dict[str, Any] = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0,
+                              "pin_memory": self.pin_memory}
+        if self.num_workers > 0 and self.prefetch_factor is not None:
+            kw["prefetch_factor"] = int(self.prefetch_factor)
+        return kw
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """``channels_last``: 4-D image batches in channels-last memory format (on the device)."""
+        if self.channels_last and isinstance(batch, (tuple, list)) and isinstance(batch[0], torch.Tensor) \
+                and batch[0].dim() == 4:
+            batch = (batch[0].contiguous(memory_format=torch.channels_last), *batch[1:])
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

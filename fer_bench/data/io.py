@@ -50,8 +50,11 @@ class ImageListDataset(Dataset):
     """``(path, label)`` pairs decoded lazily; optional face boxes ``(x, y, w, h)`` to crop.
 
     Exposes ``labels`` (and ``groups`` when subjects are given) so that splitting, class
-    limits and counting never decode an image.
+    limits and counting never decode an image.  ``decodes_files`` marks it (and its
+    subclasses) for the decoded-sample cache (:mod:`fer_bench.data.cache`).
     """
+
+    decodes_files = True
 
     def __init__(
         self,

@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fer_bench.data.base import DatasetInfo, FERDataModule, stratified_split
+from fer_bench.data.cache import ClipCache
 from fer_bench.data.io import decode_image, require_nonempty_file
 from fer_bench.errors import UnreadableSample, UserError
 
@@ -74,6 +75,7 @@ __all__ = [
     "read_video_clip",
     "read_frame_folder_clip",
     "read_clip",
+    "decode_all_frames",
     "ClipDataset",
     "write_mp4",
     "write_frame_folder",
@@ -238,6 +240,37 @@ def read_clip(source: str | os.PathLike, num_segments: int = 16, *, train: bool,
     return reader(source, num_segments, train=train, rng=rng, grey=grey)
 
 
+def decode_all_frames(source: str | os.PathLike, grey: bool = False) -> np.ndarray:
+    """Every frame of a clip, decoded exactly as the sampling readers decode them (the clip
+    cache's content).  Raises :class:`UnreadableSample` when the clip cannot be read whole,
+    or when a frame folder's frames differ in size (the sampling reader resizes those to the
+    first *sampled* frame, which depends on the sample: such a clip is not cacheable)."""
+    source = os.fspath(source)
+    if is_video_file(source):
+        path = require_nonempty_file(source)
+        try:
+            vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        except (RuntimeError, decord.DECORDError) as e:
+            raise UnreadableSample(path, f"not a decodable video ({_first_line(e)})") from None
+        try:
+            n = len(vr)
+            if n < 1:
+                raise UnreadableSample(path, "video holds no frames")
+            try:
+                batch = vr.get_batch(list(range(n)))
+            except (RuntimeError, IndexError, decord.DECORDError) as e:
+                raise UnreadableSample(path, f"frames cannot be decoded ({_first_line(e)})") from None
+            frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+        finally:
+            del vr
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
+        return _to_grey(frames) if grey else frames
+    imgs = [decode_image(f, grey=grey) for f in list_frames(source)]
+    if any(im.shape != imgs[0].shape for im in imgs):
+        raise UnreadableSample(source, "frames differ in size (not cacheable)")
+    return np.stack(imgs)
+
+
 # --------------------------------------------------------------------------------------
 # dataset
 # --------------------------------------------------------------------------------------
@@ -257,7 +290,8 @@ class ClipDataset(Dataset):
     """
 
     def __init__(self, sources: Sequence[str | os.PathLike], labels: Sequence[int] | np.ndarray, *,
-                 frames: int = 16, train: bool, grey: bool = False, seed: int = 0) -> None:
+                 frames: int = 16, train: bool, grey: bool = False, seed: int = 0,
+                 cache: ClipCache | None = None) -> None:
         if len(sources) != len(labels):
             raise ValueError(f"sources ({len(sources)}) and labels ({len(labels)}) differ in length")
         if int(frames) < 1:
@@ -268,9 +302,20 @@ class ClipDataset(Dataset):
         self.train = bool(train)
         self.grey = bool(grey)
         self.seed = int(seed)
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.sources)
+
+    def read(self, i: int, rng: np.random.Generator | None) -> np.ndarray:
+        """The sampled frames of clip ``i``; through the clip cache when one is set (bit-identical)."""
+        source = self.sources[i]
+        if self.cache is not None:
+            every = self.cache.frames(source, self.grey, decode_all_frames)
+            if every is not None:
+                idx = sample_indices(len(every), self.frames, train=self.train, rng=rng)
+                return np.ascontiguousarray(every[idx])
+        return read_clip(source, self.frames, train=self.train, rng=rng, grey=self.grey)
 
     def _rng(self, i: int) -> np.random.Generator:
         draw = int(torch.randint(0, 2 ** 62, (1,)).item())
@@ -278,7 +323,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int):
         rng = self._rng(i) if self.train else None
-        clip = read_clip(self.sources[i], self.frames, train=self.train, rng=rng, grey=self.grey)
+        clip = self.read(i, rng)
         if clip.ndim == 3:
             clip = clip[..., None]
         x = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 3, 1, 2)))
@@ -361,11 +406,15 @@ class ClipDataModule(FERDataModule):
     default_input_size: ClassVar[int] = 112  # IAL (Li et al., AAAI 2023): RGB 112x112
     default_in_chans: ClassVar[int] = 3
 
-    def __init__(self, root: str | None = None, *, frames: int = 16, **kwargs: Any) -> None:
+    def __init__(self, root: str | None = None, *, frames: int = 16, clip_cache: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if isinstance(frames, bool) or int(frames) < 1:
             raise UserError(f"frames must be a positive integer (frames per clip), got {frames!r}")
         self.frames = int(frames)
+        # optional on-disk uint8 cache of decoded frames (fer_bench.data.cache); not a protocol
+        # argument: a cached clip equals an uncached one bit for bit
+        self.clip_cache = ClipCache(clip_cache) if clip_cache else None
 
     def clip_splits(self, train_sources: Sequence[str], train_labels: Sequence[int],
                     test_sources: Sequence[str], test_labels: Sequence[int]) -> dict[str, Dataset]:
@@ -375,7 +424,7 @@ class ClipDataModule(FERDataModule):
 
         def make(sources: Sequence[str], labels: np.ndarray, train: bool) -> ClipDataset:
             return ClipDataset(sources, labels, frames=self.frames, train=train, grey=self.in_chans == 1,
-                               seed=self.seed)
+                               seed=self.seed, cache=self.clip_cache)
 
         return {
             "train": make([train_sources[i] for i in tr], train_labels[tr], True),
