@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test bench-smoke bench-static bench-dynamic regress papers clean
+.PHONY: install test bench-smoke bench-static bench-dynamic bench-perf regress papers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ bench-static: $(STAMP)
 
 bench-dynamic: $(STAMP)
 	$(BIN)/fer-bench bench benchmarks/dynamic.yaml $(BENCH_ARGS)
+
+# data-pipeline figures (ratios, see benchmarks/RESULTS.md); e.g. PERF_ARGS="--json --methods resnet18"
+bench-perf: $(STAMP)
+	$(BIN)/python benchmarks/perf.py $(PERF_ARGS)
 
 regress: $(STAMP)
 	$(BIN)/fer-bench regress --suite benchmarks/smoke.yaml --baseline leaderboards/smoke/baseline.csv

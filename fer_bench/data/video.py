@@ -11,6 +11,12 @@ Sources
     at setup: indexing 11,697 DFEW clips then touches only the label files, and nothing is
     cached per worker.
 
+Clip cache (optional, ``clip_cache=DIR``; :class:`fer_bench.data.cache.ClipCache`)
+    Every frame of a clip decoded once (:func:`decode_all_frames`, exactly as the sampling
+    readers decode them) into a uint8 ``.npy``; later reads memory-map it and copy only the
+    sampled frames, so a cached clip equals an uncached one bit for bit.  Rebuilt when the
+    source's size or mtime (a frame folder: any frame file's) changes.
+
 Temporal sampling (:func:`sample_indices`, used by DFEW and FERV39K alike)
     DFEW protocol (Jiang et al., ACM MM 2020; ``shared/datasets.md``): 16 frames per clip;
     training takes one random frame per segment, sorted; testing takes the uniform
