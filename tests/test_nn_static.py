@@ -166,7 +166,29 @@ def test_attention_weights_shapes_and_ranges():
     feat, pixel, element = SelectiveAttention(32)(x)
     assert feat.shape == (2, 32) and pixel.shape == (2, 1, 6, 5) and element.shape == (2, 32)
     assert (pixel > 0).all() and (pixel < 1).all() and (element > 0).all() and (element < 1).all()
-    assert torch.allclose(feat, (x * pixel).mean(dim=(2, 3)) * element, atol=1e-6)
+    # default: the P-weighted spatial average of X, times E
+    weighted = (x * pixel).sum(dim=(2, 3)) / pixel.sum(dim=(2, 3))
+    assert torch.allclose(feat, weighted * element, atol=1e-5)
+    literal = SelectiveAttention(32, normalize_pixel=False)
+    literal.load_state_dict(SelectiveAttention(32).state_dict())
+    f2, p2, e2 = literal(x)
+    assert torch.allclose(f2, (x * p2).mean(dim=(2, 3)) * e2, atol=1e-6)
+
+
+def test_selective_attention_pixel_map_cannot_switch_the_feature_off():
+    """A pixel map driven towards 0 shrinks the literal GAP(X*P) with it, not the rescaled one."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 16, 3, 3)
+    feats = {}
+    for norm in (True, False):
+        att = SelectiveAttention(16, reduction=4, normalize_pixel=norm)
+        with torch.no_grad():
+            att.pixel.weight.zero_()
+            att.pixel.bias.fill_(-8.0)  # P = sigmoid(-8) = 3.4e-4 everywhere
+        feats[norm], _, element = att(x)
+        if norm:  # uniform P: plain GAP times E
+            assert torch.allclose(feats[True], x.mean(dim=(2, 3)) * element, atol=1e-6)
+    assert feats[False].abs().max() < 1e-3 * feats[True].abs().max()
 
 
 def test_spa_descriptor_has_21_values_per_channel():

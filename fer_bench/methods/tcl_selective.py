@@ -17,7 +17,9 @@ Farzaneh & Qi, WACV 2021, ResNet-18 with 512-d features and a per-dimension atte
 
 * torchvision ResNet-18 trunk; selective attention on layer4
   (:class:`~fer_bench.nn.attention.SelectiveAttention`): pixel map ``sigmoid(conv1x1)``,
-  element vector ``sigmoid(MLP(GAP))``, feature ``GAP(layer4 ⊙ pixel) ⊙ element`` (512-d);
+  element vector ``sigmoid(MLP(GAP))``, feature ``GAP(layer4 ⊙ pixel̂) ⊙ element`` (512-d),
+  the pixel map rescaled to spatial mean 1 (without it the map collapsed to ~0 and the
+  network did not learn; see the block's docstring for the measurement);
   linear classifier;
 * loss ``CE + λ·TCL`` with λ = 0.01, margin m = 1.0, ``D(a, b) = ½‖a − b‖²`` on
   L2-normalised features and centres (:class:`~fer_bench.nn.losses.TripletCenterLoss`);
@@ -72,7 +74,8 @@ class TCLSelective(FERMethod):
         "selective attention with pixel-wise and element-wise coefficients from the last feature map, RAF-DB. "
         "Reconstructed: torchvision ResNet-18 (DACL's backbone; pre-training from a local file via --weights, as DACL "
         "used MS-Celeb-1M weights); pixel map sigmoid(conv1x1(layer4)), element vector sigmoid(MLP(GAP(layer4))) "
-        "with reduction 16, feature GAP(layer4*pixel)*element; lambda 0.01, margin 1.0 on L2-normalised features "
+        "with reduction 16, feature GAP(layer4*pixel/mean(pixel))*element (the pixel map rescaled to spatial mean 1: "
+        "the literal GAP(layer4*pixel) of papers.md let the map collapse to ~0 and training stall at chance); lambda 0.01, margin 1.0 on L2-normalised features "
         "and centres, D = 0.5*||a-b||^2, batch-mean hinge; fully-synthesized negative = softmax(-D)-weighted mean of "
         "the other centres (weights detached), semi = mean of nearest other centre and that, prediction-based = "
         "centre of the top non-target logit; centres trained by their own SGD (lr 0.5) on the unweighted TCL "

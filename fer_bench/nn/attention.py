@@ -130,16 +130,28 @@ class SelectiveAttention(nn.Module):
     * pixel-wise map ``P = sigmoid(conv1x1(X))``: ``[N, 1, H, W]``, one coefficient per position;
     * element-wise vector ``E = sigmoid(MLP(GAP(X)))``: ``[N, C]``, one coefficient per
       feature dimension (MLP ``C -> C/r -> ReLU -> C``, as in SE);
-    * feature ``f = GAP(X ⊙ P) ⊙ E``: ``[N, C]``.
+    * feature ``f = GAP(X ⊙ P̂) ⊙ E``: ``[N, C]``, where ``P̂ = P / mean_hw(P)`` is the pixel
+      map rescaled to spatial mean 1 (``normalize_pixel=True``, the default), i.e. ``f`` is the
+      ``P``-weighted average of ``X`` over positions.  ``normalize_pixel=False`` gives the
+      literal ``GAP(X ⊙ P)`` of the reconstruction in papers.md.
+
+    Why the rescaling (a choice made here; the paper's exact form is not public): with the
+    literal form, the features shrink when ``P`` does, and nothing stops the optimiser from
+    driving ``P`` to 0.  Measured on 48x48 synthetic faces, ResNet-18 trunk, AdamW 1e-3,
+    batch 16: the mean of ``P`` fell from 0.49 to 0.04 within 20 steps and stayed near 0.01-0.05,
+    and cross entropy stayed at ln 7 = 1.95 for 100 steps (no learning).  With the rescaled map
+    the same run reached a cross entropy of 1.37 by step 50.  The rescaled map still selects
+    positions (their relative weights), but it cannot switch the whole feature off.
 
     ``forward`` returns ``(f, P, E)`` so callers (and tests) can inspect the coefficients.
     The element-wise vector plays the role of DACL's per-dimension attention (Farzaneh & Qi,
     WACV 2021), which the paper builds on; the pixel-wise map adds the spatial selection.
     """
 
-    def __init__(self, channels: int, reduction: int = 16) -> None:
+    def __init__(self, channels: int, reduction: int = 16, normalize_pixel: bool = True) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
+        self.normalize_pixel = normalize_pixel
         self.pixel = nn.Conv2d(channels, 1, 1)
         self.element = nn.Sequential(
             nn.Linear(channels, hidden),
@@ -150,5 +162,6 @@ class SelectiveAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pixel = torch.sigmoid(self.pixel(x))
         element = torch.sigmoid(self.element(x.mean(dim=(2, 3))))
-        feat = (x * pixel).mean(dim=(2, 3)) * element
+        weights = pixel / pixel.mean(dim=(2, 3), keepdim=True) if self.normalize_pixel else pixel
+        feat = (x * weights).mean(dim=(2, 3)) * element
         return feat, pixel, element
