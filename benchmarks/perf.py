@@ -18,7 +18,7 @@ evaluation
     test-set samples/s of the ``trainer.test`` of that run divided by model-only forward
     samples/s (``inference_mode``) on the same test batches in memory.
 memory
-    peak RSS (subprocess, ``resource.getrusage``) of indexing a 290,000-row AffectNet
+    peak RSS (a fresh subprocess, ``VmHWM``) of indexing a 290,000-row AffectNet
     ``training.csv`` (synthetic, the release's columns), and of one training-loader epoch
     over a full-size (35,887-row) FER2013 csv.
 
@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ import torch  # noqa: E402
 # resnet18_lstm on DFEW mp4 and frames) get repeats; every other method one short pass.
 TARGET_STATIC = dict(batch=32, warmup=3, steps=15, repeats=4)
 TARGET_DYNAMIC = dict(batch=4, warmup=2, steps=6, repeats=3)
-OTHER_STATIC = dict(batch=8, warmup=2, steps=4, repeats=1)
+OTHER_STATIC = dict(batch=8, warmup=2, steps=6, repeats=1)
 OTHER_DYNAMIC = dict(batch=2, warmup=1, steps=3, repeats=1)
 TARGETS = ("resnet18", "resnet18_lstm")
 
@@ -130,6 +129,27 @@ def steady_rate(marks: list[tuple[float, int]], warmup: int, steps: int) -> floa
     return statistics.median(sizes) / statistics.median(np.diff(times))
 
 
+def sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def bare_context(cfg):
+    """(device, autocast context factory) matching the run's accelerator and precision."""
+    from fer_bench.train import uses_cuda
+
+    device = torch.device("cuda" if uses_cuda(cfg.accelerator) else "cpu")
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(cfg.precision)
+    if dtype is None:
+        return device, contextlib.nullcontext
+    return device, lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
 def make_timer():
     import lightning as L
 
@@ -140,9 +160,11 @@ def make_timer():
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if trainer.current_epoch == 0:
+                sync()
                 self.train.append((time.perf_counter(), len(batch[0])))
 
         def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            sync()
             self.test.append((time.perf_counter(), len(batch[0])))
 
     return Timer()
@@ -190,27 +212,35 @@ def preload(cfg, plan: dict):
     return model, batches, test
 
 
-def bare_train_rate(model, batches, plan: dict) -> float:
-    opt = model.configure_optimizers()
-    opt = opt["optimizer"] if isinstance(opt, dict) else opt
-    model.train()
+def bare_train_rate(model, batches, plan: dict, cfg) -> float:
+    opt = model.configure_optimizers()  # an optimiser, {"optimizer": ...} or ([optimisers], [schedulers])
+    while not isinstance(opt, torch.optim.Optimizer):
+        opt = opt["optimizer"] if isinstance(opt, dict) else opt[0]
+    device, autocast = bare_context(cfg)
+    model.to(device).train()
+    batches = [(to_device(x, device, cfg.channels_last), y.to(device)) for x, y in batches]
     marks = []
     for x, y in batches:
-        out = model.training_outputs(x, y)
-        loss, _ = model.compute_loss(out, y)
+        with autocast():
+            out = model.training_outputs(x, y)
+            loss, _ = model.compute_loss(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
         marks.append((time.perf_counter(), len(x)))
     return steady_rate(marks, plan["warmup"], plan["steps"])
 
 
-def bare_forward_rate(model, xs: list[torch.Tensor]) -> float:
-    model.eval()
+def bare_forward_rate(model, xs: list[torch.Tensor], cfg) -> float:
+    device, autocast = bare_context(cfg)
+    model.to(device).eval()
+    xs = [to_device(x, device, cfg.channels_last) for x in xs]
     marks = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         for x in xs:
             model(x)
+            sync()
             marks.append((time.perf_counter(), len(x)))
     w = 1 if len(marks) > 2 else 0
     return steady_rate(marks, w, len(marks) - w)
@@ -225,7 +255,7 @@ def pipeline_case(name: str, method: str, modality: str, input_size: int, roots,
 
         def bare():
             model, batches, test = preload(cfg, plan)
-            return bare_train_rate(model, batches, plan), bare_forward_rate(model, test)
+            return bare_train_rate(model, batches, plan, cfg), bare_forward_rate(model, test, cfg)
 
         if r % 2 == 0:  # interleave: alternate which side runs first
             (b_train, b_fwd), (t_train, t_test, _) = bare(), trainer_rates(cfg, plan)
@@ -308,14 +338,22 @@ def video_loading(roots, tmp: Path, num_workers, repeats: int) -> dict[str, Any]
 # memory
 # --------------------------------------------------------------------------------------
 _RSS = """
-import resource, sys, time
+import sys, time
 sys.path.insert(0, {repo!r})
+
+
+def hwm():  # peak RSS of this process in KiB (VmHWM: reset by exec, unlike ru_maxrss)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+
 import cv2, numpy, torch
 {imports}
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = hwm()
 t0 = time.perf_counter()
 {body}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm()
 print(base, peak, time.perf_counter() - t0, {extra})
 """
 
@@ -401,8 +439,10 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="timed batches per case (overrides the per-case default)")
     p.add_argument("--repeats", type=int, help="repeats per case (overrides the per-case default)")
     p.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the machine default)")
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"],
+                   help="device of both sides (the bare loop follows the run's device and precision)")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--precision", default="32-true")
+    p.add_argument("--precision", default="32-true", help="e.g. bf16-mixed (autocast on both sides)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: pipeline,video,memory")
     p.add_argument("--keep", metavar="DIR", help="write the data here and keep it (default: a temporary folder)")
     args = p.parse_args(argv)
@@ -415,7 +455,7 @@ def main(argv=None) -> int:
              else args.methods.split(","))
     info = machine()
     info["num_workers"] = default_num_workers() if args.num_workers is None else args.num_workers
-    extra = {"precision": args.precision, "channels_last": args.channels_last}
+    extra = {"precision": args.precision, "channels_last": args.channels_last, "accelerator": args.accelerator}
     need_dynamic = "video" not in skip or any(METHODS.get(n).modality == "dynamic" for n in names)
     tmp_ctx = contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="fer-perf-")
     figures: dict[str, Any] = {"machine": info, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
