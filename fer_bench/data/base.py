@@ -175,6 +175,13 @@ class FERDataModule(L.LightningDataModule):
     ``(x, y)`` and exposing ``labels`` (and optionally ``groups``: the subject of each sample).
     A dataset without a validation split gets one carved from training (stratified, seeded,
     by subject when ``groups`` exists).  The test split is never used for selection.
+
+    Speed settings (never a protocol argument: they do not change a sample): ``num_workers``
+    (``None``: :func:`default_num_workers`), ``pin_memory`` (``None``: when CUDA exists),
+    ``prefetch_factor`` (``None``: torch's default), ``cache_images`` / ``cache_budget_mb``
+    (decoded-image cache, :mod:`fer_bench.data.cache`; filled once before the loaders start
+    when there are workers, per process, so each DDP rank holds its own), ``channels_last``
+    (4-D batches converted after the transfer to the device).
     """
 
     classes: ClassVar[tuple[str, ...]] = CANONICAL_CLASSES
