@@ -112,21 +112,23 @@ def test_papers_csv_is_generated_from_method_metadata(tmp_path):
         df.sort_values(["method", "dataset", "metric"]).reset_index(drop=True))
 
 
+def _cells(**wars) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "dataset": "d", "seed": i, "war": w, "uar": 0.5, "status": "ok"}
+                         for m, ws in wars.items() for i, w in enumerate(ws)])
+
+
 def test_regress_flags_drops_beyond_seed_spread():
-    base = pd.DataFrame([
-        {"method": "a", "dataset": "d", "seed": 0, "war": 0.60, "uar": 0.50, "status": "ok"},
-        {"method": "a", "dataset": "d", "seed": 1, "war": 0.70, "uar": 0.52, "status": "ok"},
-        {"method": "b", "dataset": "d", "seed": 0, "war": 0.80, "uar": 0.80, "status": "ok"},
-    ])
-    # a: WAR std 0.0707 -> tol 0.141 ; b: single seed -> tol 0.02
-    cur = pd.DataFrame([
-        {"method": "a", "dataset": "d", "seed": 0, "war": 0.52, "uar": 0.50, "status": "ok"},
-        {"method": "b", "dataset": "d", "seed": 0, "war": 0.77, "uar": 0.80, "status": "ok"},
-    ])
-    problems = regress_compare(cur, base)
-    assert len(problems) == 1 and problems[0].startswith("b/d: WAR")
+    # WAR std: a 0.01414, b 0 -> pooled sqrt((0.0002 + 0) / 2) = 0.01
+    base = _cells(a=[0.60, 0.62], b=[0.80, 0.80])
+    # a: 3 * 0.01414 * sqrt(1/2 + 1/2) = 0.0424 ; b: its own std is 0, the pooled 0.01 gives 0.03
+    assert regress_compare(_cells(a=[0.57, 0.57], b=[0.78, 0.78]), base, min_tol=0.01) == []
+    problems = regress_compare(_cells(a=[0.56, 0.57], b=[0.76, 0.77]), base, min_tol=0.01)
+    assert [p.split(":")[0] for p in problems] == ["a/d", "b/d"]
+    assert "WAR 56.50 < baseline 61.00" in problems[0] and "tolerance 4.24" in problems[0]
+    # with the 3-point floor b's drop of 2.5 points is within tolerance, a's 4.5 is not
+    assert [p.split(":")[0] for p in regress_compare(_cells(a=[0.56, 0.57], b=[0.77, 0.78]), base)] == ["a/d"]
     assert regress_compare(base, base) == []
-    assert "no successful run" in regress_compare(cur[cur.method == "a"], base)[0]
+    assert "no successful run" in regress_compare(_cells(a=[0.6]), base)[0]
 
 
 @pytest.mark.slow
@@ -150,8 +152,9 @@ def test_bench_versions_failures_missing_data_and_diff(tmp_path):
     readme = (boards / "tiny/README.md").read_text()
     assert "v001.csv" in readme and "| resnet18 | synthetic-static |" in readme
     run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--run-dir", str(tmp_path / "run2"),
-            "--only", "resnet18/synthetic-static")
-    assert (boards / "tiny/v002.csv").exists()
+            "--only", "resnet18/synthetic-static", "--seeds", "1")
+    v2 = pd.read_csv(boards / "tiny/v002.csv")  # --seeds 1: the failing cell (seed 0 only) is not run
+    assert list(v2.seed) == [1] and list(v2.status) == ["ok"]
     d = run_cli("leaderboard", "diff", "tiny", "v001", "v002", "--leaderboards", str(boards))
     assert "resnet18" in d.stdout
     run_cli("leaderboard", "plot", "tiny", "--leaderboards", str(boards), "--out", str(tmp_path / "p.png"))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fer_bench.errors import UserError
+
 
 def _print_frame(df: pd.DataFrame, title: str) -> None:
     from rich.console import Console
@@ -43,6 +45,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.override:
         suite.jobs = apply_overrides(suite.jobs, dict(args.override))
+    if args.seeds is not None:
+        known = sorted({j.seed for j in suite.jobs})
+        suite.jobs = [j for j in suite.jobs if j.seed in args.seeds]
+        if not suite.jobs:
+            raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: {args.suite} has seeds {known}")
     path = run_suite(suite, data_root=args.data_root, devices=args.devices, num_nodes=args.num_nodes,
                      accelerator=args.accelerator, only=args.only, resume=args.resume, run_dir=args.run_dir,
                      leaderboards=args.leaderboards, logger=args.logger, progress=not args.no_progress)
@@ -81,24 +88,37 @@ def cmd_papers(args: argparse.Namespace) -> int:
     return 0
 
 
-def regress_compare(current: pd.DataFrame, baseline: pd.DataFrame, min_tol: float = 0.02) -> list[str]:
-    """Cells whose mean WAR or UAR dropped below the baseline by more than the tolerance.
+def regress_compare(current: pd.DataFrame, baseline: pd.DataFrame, z: float = 3.0,
+                    min_tol: float = 0.03) -> list[str]:
+    """Cells whose mean WAR or UAR dropped below the baseline's by more than the tolerance.
 
-    Tolerance per cell and metric = max(2 × the baseline's std over seeds, ``min_tol``) (fractions).
-    A baseline cell missing from the current run, or failed, is a regression too.
+    The tolerance comes from the seed spread recorded in the baseline.  For a cell with
+    ``n_b`` baseline seeds and ``n_c`` current seeds, the standard error of the difference of
+    the two means is ``s * sqrt(1/n_b + 1/n_c)``; a drop beyond ``z`` (3) of those is flagged
+    (a one-sided false alarm of about 0.1 % per cell and metric when the spread is normal).
+    ``s`` is the larger of the cell's own std over seeds and the std pooled over every
+    baseline cell (the root of the mean variance), so that a cell whose few seeds happened to
+    agree does not get a tolerance of zero; ``min_tol`` (3 points) is the floor.  All values
+    are fractions.  A baseline cell missing from the current run, or failed, is a regression too.
     """
     problems = []
     base_ok = baseline[baseline["status"] == "ok"]
     cur_ok = current[current["status"] == "ok"]
-    for (m, d), g in base_ok.groupby(["method", "dataset"]):
+    groups = base_ok.groupby(["method", "dataset"])
+    pooled = {}
+    for metric in ("war", "uar"):
+        var = groups[metric].var(ddof=1).dropna()
+        pooled[metric] = float(var.mean() ** 0.5) if len(var) else 0.0
+    for (m, d), g in groups:
         c = cur_ok[(cur_ok["method"] == m) & (cur_ok["dataset"] == d)]
         if c.empty:
             problems.append(f"{m}/{d}: no successful run (baseline has {len(g)})")
             continue
         for metric in ("war", "uar"):
             base_mean, cur_mean = g[metric].mean(), c[metric].mean()
-            std = g[metric].std(ddof=1) if len(g) > 1 else 0.0
-            tol = max(2 * (0.0 if pd.isna(std) else std), min_tol)
+            own = g[metric].std(ddof=1) if len(g) > 1 else 0.0
+            spread = max(0.0 if pd.isna(own) else float(own), pooled[metric])
+            tol = max(z * spread * (1 / len(g) + 1 / len(c)) ** 0.5, min_tol)
             if cur_mean < base_mean - tol:
                 problems.append(f"{m}/{d}: {metric.upper()} {100 * cur_mean:.2f} < baseline {100 * base_mean:.2f}"
                                 f" − tolerance {100 * tol:.2f}")
@@ -149,6 +169,8 @@ def add_bench_commands(sub) -> None:
     p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
     p.add_argument("--only", nargs="+", metavar="METHOD/DATASET", help="run only these cells (globs allowed)")
+    p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="run only these of the suite's seeds (a reduced check; give the same to --resume)")
     p.add_argument("--resume", metavar="RUN_DIR", help="finish the jobs of an interrupted run")
     p.add_argument("--run-dir", help="run folder (give the same one to every torchrun/SLURM rank)")
     p.add_argument("--leaderboards", default="leaderboards")
