@@ -179,21 +179,29 @@ def _to_grey(frames: np.ndarray) -> np.ndarray:
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
 
+def _open_video(path: str | os.PathLike):
+    """``(path, VideoReader, frame count)``; :class:`UnreadableSample` for an empty, undecodable
+    or frameless file."""
+    path = require_nonempty_file(path)
+    try:
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    except (RuntimeError, decord.DECORDError) as e:
+        raise UnreadableSample(path, f"not a decodable video ({_first_line(e)})") from None
+    n = len(vr)
+    if n < 1:
+        del vr
+        raise UnreadableSample(path, "video holds no frames")
+    return path, vr, n
+
+
 def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: bool,
                     rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
     """Sampled frames of a video file: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
 
     Only the sampled indices are decoded (``VideoReader.get_batch``).
     """
-    path = require_nonempty_file(path)
+    path, vr, n = _open_video(path)
     try:
-        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-    except (RuntimeError, decord.DECORDError) as e:
-        raise UnreadableSample(path, f"not a decodable video ({_first_line(e)})") from None
-    try:
-        n = len(vr)
-        if n < 1:
-            raise UnreadableSample(path, "video holds no frames")
         idx = sample_indices(n, num_segments, train=train, rng=rng)
 
         def read(uniq: np.ndarray) -> np.ndarray:
@@ -253,22 +261,14 @@ def decode_all_frames(source: str | os.PathLike, grey: bool = False) -> np.ndarr
     first *sampled* frame, which depends on the sample: such a clip is not cacheable)."""
     source = os.fspath(source)
     if is_video_file(source):
-        path = require_nonempty_file(source)
+        path, vr, n = _open_video(source)
         try:
-            vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-        except (RuntimeError, decord.DECORDError) as e:
-            raise UnreadableSample(path, f"not a decodable video ({_first_line(e)})") from None
-        try:
-            n = len(vr)
-            if n < 1:
-                raise UnreadableSample(path, "video holds no frames")
-            try:
-                batch = vr.get_batch(list(range(n)))
-            except (RuntimeError, IndexError, decord.DECORDError) as e:
-                raise UnreadableSample(path, f"frames cannot be decoded ({_first_line(e)})") from None
-            frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
+            batch = vr.get_batch(list(range(n)))
+        except (RuntimeError, IndexError, decord.DECORDError) as e:
+            raise UnreadableSample(path, f"frames cannot be decoded ({_first_line(e)})") from None
         finally:
             del vr
+        frames = batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
         frames = np.ascontiguousarray(frames, dtype=np.uint8)
         return _to_grey(frames) if grey else frames
     imgs = [decode_image(f, grey=grey) for f in list_frames(source)]
