@@ -28,3 +28,17 @@ class UnreadableSample(Exception):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+def verify_choice(value, name: str, valid, *, where: str = ""):
+    """``value`` if it is one of ``valid``, else a :class:`UserError` naming the setting, the
+    value and the valid choices (torchvision's ``verify_str_arg`` idea).
+
+    ``name`` is the flag or key the user wrote (``--precision``, ``layout``); ``where``
+    prefixes the message (a dataset or a suite cell).
+    """
+    valid = tuple(valid)
+    if value not in valid:
+        prefix = f"{where}: " if where else ""
+        raise UserError(f"{prefix}{name} must be one of {', '.join(map(str, valid))}, got {value!r}")
+    return value

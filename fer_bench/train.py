@@ -161,7 +161,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from fer_bench.data.skipping import SkippedFiles
+    from fer_bench.callbacks import SkippedFiles
 
     if cfg.monitor not in ("war", "uar"):
         raise UserError(f"monitor must be 'war' or 'uar', got {cfg.monitor!r}")

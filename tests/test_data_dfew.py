@@ -225,7 +225,7 @@ def test_corrupt_mp4_and_empty_folder_are_reported_and_skipped(trees, tmp_path, 
 
     # SkippedFiles stops a run above 1 % unreadable; a 7-clip split cannot stay under it, so the
     # limit is lifted here: this test is about skipping and counting, not about the limit.
-    from fer_bench.data import skipping
+    from fer_bench import callbacks as skipping
     from fer_bench.train import TrainConfig, run
 
     class Lenient(skipping.SkippedFiles):

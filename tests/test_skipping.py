@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fer_bench.data.base import SplitDataset, collate_skipping
-from fer_bench.data.skipping import SkippedFiles, TooManyUnreadable
+from fer_bench.callbacks import SkippedFiles, TooManyUnreadable
 from fer_bench.errors import UnreadableSample
 
 

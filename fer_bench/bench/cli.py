@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from fer_bench.errors import UserError
+from fer_bench.files import atomic_write_text
 
 
 def _print_frame(df: pd.DataFrame, title: str) -> None:
@@ -137,7 +138,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
                          progress=False, only=args.only)
         current = pd.read_csv(path)
         if args.write_baseline:
-            lb.atomic_write_text(baseline_path, current.to_csv(index=False))
+            atomic_write_text(baseline_path, current.to_csv(index=False))
             print(f"wrote {baseline_path} ({len(current)} rows)")
             return 0
     if not baseline_path.exists():

@@ -19,6 +19,8 @@ from typing import Any
 
 import pandas as pd
 
+from fer_bench.files import atomic_write_text
+
 VERSION_RE = re.compile(r"^v(\d{3,})\.csv$")
 BASE_COLUMNS = [
     "suite", "method", "dataset", "classes", "fold", "label_mode", "sampler", "input_size", "pretrained",
@@ -29,21 +31,6 @@ TAIL_COLUMNS = [
     "devices", "nodes", "precision", "accelerator", "git_commit", "git_dirty", "torch_version",
     "lightning_version", "fer_bench_version", "config_hash", "started_at", "finished_at", "status", "error",
 ]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (readers see the old or the new file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def versions(folder: Path) -> list[str]:

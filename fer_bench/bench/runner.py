@@ -29,6 +29,7 @@ from typing import Any
 import fer_bench
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.suite import Job, Suite
+from fer_bench.files import atomic_write_text
 
 RUN_DIR_ENV = "FER_BENCH_RUN_DIR"
 
@@ -141,7 +142,7 @@ def run_suite(
     if rank0:
         rdir.mkdir(parents=True, exist_ok=True)
         if not (rdir / "suite.json").exists():
-            lb.atomic_write_text(rdir / "suite.json", json.dumps(
+            atomic_write_text(rdir / "suite.json", json.dumps(
                 {"suite": suite.name, "path": str(suite.path), "started_at": now()}, indent=2))
 
     jobs = [j for j in suite.jobs if not only or any(
@@ -223,6 +224,6 @@ def run_suite(
     path = lb.write_version(folder, rows)
     lb.write_readme(folder, suite.name)
     lb.write_papers_csv(Path(leaderboards))
-    lb.atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
+    atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
     echo(f"wrote {path} ({len(rows)} rows) and {folder / 'README.md'}")
     return path

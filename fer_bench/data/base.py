@@ -23,8 +23,7 @@ from fer_bench.data.cache import DecodedImageCache, check_cache_mode, decodes_fi
 from fer_bench.data.transforms import build_transform
 from fer_bench.errors import UnreadableSample, UserError
 
-CANONICAL_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-CANONICAL_CLASSES_8: tuple[str, ...] = CANONICAL_CLASSES + ("contempt",)
+from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

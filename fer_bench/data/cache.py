@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -53,6 +52,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fer_bench.errors import UnreadableSample, UserError
+from fer_bench.files import atomic_write
 
 CACHE_MODES: tuple[str, ...] = ("auto", "on", "off")
 _ESTIMATE_SAMPLES = 8
@@ -264,23 +264,9 @@ class ClipCache:
         else:
             arr = np.ascontiguousarray(arr, dtype=np.uint8)
             info["shape"] = list(arr.shape)
-            _atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False))
-        _atomic_write(meta, lambda f: f.write(json.dumps(info).encode()))
+            atomic_write(npy, lambda f: np.save(f, arr, allow_pickle=False), fsync=False)
+        atomic_write(meta, lambda f: f.write(json.dumps(info).encode()), fsync=False)
         return arr
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*.npy"))
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.data.base import CANONICAL_CLASSES_8
+from fer_bench.classes import default_class_names
 from fer_bench.metrics import FERMetrics, FERScores
 
 
@@ -89,10 +89,7 @@ class FERMethod(L.LightningModule):
         super().__init__()
         in_chans = in_chans or self.default_in_chans
         input_size = input_size or self.default_input_size
-        if classes is None:
-            known = CANONICAL_CLASSES_8[:num_classes]
-            classes = list(known) + [f"class{k}" for k in range(len(known), num_classes)]
-        classes = list(classes)
+        classes = default_class_names(num_classes) if classes is None else list(classes)
         if len(classes) != num_classes:
             raise ValueError(f"{len(classes)} class names for num_classes={num_classes}")
         self.save_hyperparameters(

@@ -1,4 +1,6 @@
-"""Bad data never kills a long run: unreadable files are skipped, counted and reported.
+"""Training callbacks of a run: unreadable files skipped, counted and reported.
+
+Bad data never kills a long run.
 
 :class:`SkippedFiles` is a Lightning callback that reads the ``skipped`` list each batch
 carries (see :func:`fer_bench.data.base.collate_skipping`), gathers it over DDP ranks and
