@@ -30,15 +30,19 @@ class UnreadableSample(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
+class InvalidChoice(UserError, ValueError):
+    """A value outside a fixed set of choices (a ValueError too, for library callers)."""
+
+
 def verify_choice(value, name: str, valid, *, where: str = ""):
     """``value`` if it is one of ``valid``, else a :class:`UserError` naming the setting, the
     value and the valid choices (torchvision's ``verify_str_arg`` idea).
 
     ``name`` is the flag or key the user wrote (``--precision``, ``layout``); ``where``
-    prefixes the message (a dataset or a suite cell).
+    prefixes the message (a dataset or a suite cell).  Raises :class:`InvalidChoice`.
     """
     valid = tuple(valid)
     if value not in valid:
         prefix = f"{where}: " if where else ""
-        raise UserError(f"{prefix}{name} must be one of {', '.join(map(str, valid))}, got {value!r}")
+        raise InvalidChoice(f"{prefix}{name} must be one of {', '.join(map(str, valid))}, got {value!r}")
     return value

@@ -24,6 +24,8 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 from torchmetrics.utilities import dim_zero_cat
 
+from fer_bench.nn.functional import hard_labels
+
 
 class MissingClassWarning(UserWarning):
     """A class of the fixed label list has no evaluated samples; it is left out of UAR."""
@@ -112,8 +114,7 @@ class FERMetrics(Metric):
     def update(self, preds: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
         if preds.ndim == 2:
             preds = preds.argmax(dim=1)
-        if target.ndim == 2:
-            target = target.argmax(dim=1)
+        target = hard_labels(target)
         self.index.append(index.detach().long().reshape(-1))
         self.preds.append(preds.detach().long().reshape(-1))
         self.target.append(target.detach().long().reshape(-1))

@@ -15,54 +15,16 @@ import os
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 import fer_bench
-from fer_bench.errors import UserError
+from fer_bench.settings import TrainConfig, uses_cuda, validate
 
-
-@dataclass
-class TrainConfig:
-    method: str
-    dataset: str
-    root: str | None = None
-    fold: int | None = None
-    seed: int = 0
-    max_epochs: int | None = None
-    batch_size: int = 32
-    devices: int = 1
-    accelerator: str = "cpu"
-    num_nodes: int = 1
-    precision: str = "32-true"
-    limit_per_class: int | None = None
-    logger: str = "csv"
-    out: str | None = None
-    weights: str | None = None
-    input_size: int | None = None
-    in_chans: int | None = None
-    num_workers: int | None = None  # None: chosen from the machine (fer_bench.data.base.default_num_workers)
-    monitor: str = "war"
-    method_args: dict[str, Any] = field(default_factory=dict)
-    data_args: dict[str, Any] = field(default_factory=dict)
-    wandb_group: str | None = None
-    progress: bool = True
-    max_unreadable: float = 0.01  # stop when more than this fraction of a split cannot be read
-    # speed only (a sample is bit-identical either way; see fer_bench.data.cache):
-    cache_images: str = "auto"  # decoded-image cache: auto (below cache_budget_mb) | on | off
-    cache_budget_mb: float | None = None  # None: a quarter of the RAM, at most 8 GiB
-    clip_cache: str | None = None  # folder of the on-disk uint8 clip cache (video datasets); None: off
-    channels_last: bool = False  # model and 4-D batches in channels_last memory format (GPU convs)
-
-    def out_dir(self) -> Path:
-        """Deterministic default (every DDP rank re-launched from argv must agree on it)."""
-        if self.out:
-            return Path(self.out)
-        tag = f"seed{self.seed}" + (f"-fold{self.fold}" if self.fold is not None else "")
-        return Path("runs") / self.method / self.dataset / tag
+__all__ = ["TrainConfig", "build", "run"]
 
 
 def wandb_configured() -> bool:
@@ -78,15 +40,11 @@ def build(cfg: TrainConfig):
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
 
+    validate(cfg)
     method_cls = METHODS.get(cfg.method)
     data_cls = DATASETS.get(cfg.dataset)
-    if method_cls.modality != data_cls.info.modality:
-        raise UserError(
-            f"method {cfg.method!r} is {method_cls.modality} but dataset {cfg.dataset!r} is {data_cls.info.modality}"
-        )
     input_size = cfg.input_size or method_cls.default_input_size
     in_chans = cfg.in_chans or method_cls.default_in_chans
-    check_precision(cfg.precision, cfg.accelerator)
     speed: dict[str, Any] = dict(num_workers=cfg.num_workers, cache_images=cfg.cache_images,
                                  cache_budget_mb=cfg.cache_budget_mb, channels_last=cfg.channels_last,
                                  pin_memory=uses_cuda(cfg.accelerator))
@@ -105,29 +63,12 @@ def build(cfg: TrainConfig):
                        input_size=input_size, **hp)
     if cfg.weights:
         model.load_weights(cfg.weights)
+    model.test_tta = cfg.tta
     if cfg.channels_last:
         import torch
 
         model = model.to(memory_format=torch.channels_last)
     return dm, model
-
-
-PRECISIONS: tuple[str, ...] = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
-
-
-def uses_cuda(accelerator: str) -> bool:
-    import torch
-
-    return accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-
-
-def check_precision(precision: str, accelerator: str) -> None:
-    """Lightning precision names; ``16-mixed`` (fp16 autocast + gradient scaling) needs CUDA,
-    ``bf16-mixed`` runs anywhere (on CPU through CPU autocast, slower than 32-true there)."""
-    if str(precision) not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if str(precision) == "16-mixed" and not uses_cuda(accelerator):
-        raise UserError("precision 16-mixed needs a CUDA GPU (--accelerator gpu); on CPU use bf16-mixed")
 
 
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool, max_epochs: int):
@@ -163,8 +104,6 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     from fer_bench.callbacks import SkippedFiles
 
-    if cfg.monitor not in ("war", "uar"):
-        raise UserError(f"monitor must be 'war' or 'uar', got {cfg.monitor!r}")
     out = cfg.out_dir()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = build(cfg)
@@ -179,8 +118,6 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
         loggers.append(WandbLogger(project="fer_bench", name=f"{cfg.method}/{cfg.dataset}/{out.name}",
                                    group=cfg.wandb_group, save_dir=str(out), offline=not wandb_configured()))
-    elif cfg.logger != "csv":
-        raise UserError(f"logger must be 'csv' or 'wandb', got {cfg.logger!r}")
     skipped = SkippedFiles(cfg.max_unreadable)
     trainer = _trainer(cfg, out, [ckpt, skipped, *(callbacks or [])], loggers, max_epochs)
     t0 = time.time()
@@ -215,6 +152,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "num_nodes": cfg.num_nodes,
         "world_size": trainer.world_size,
         "precision": cfg.precision,
+        "tta": cfg.tta,
         "accelerator": accelerator_name(trainer),
     }
     if trainer.is_global_zero:

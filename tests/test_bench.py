@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO, free_port, run_cli
 from fer_bench.bench import leaderboard as lb
-from fer_bench.bench.cli import regress_compare
+from fer_bench.bench.regress import regress_compare
 from fer_bench.bench.suite import load_suite
 from fer_bench.errors import DataFormatError
 
@@ -23,14 +23,15 @@ defaults:
   batch_size: 16
   input_size: 32
   seeds: [0, 1]
-  data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
 cells:
   - method: resnet18
     dataset: synthetic-static
+    data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
   - method: resnet18
     dataset: synthetic-static
+    data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
     seeds: [0]
-    method_args: {optimizer: lbfgs-does-not-exist}
+    method_args: {lr: -1.0}  # passes the suite check (a number); torch refuses it when the job starts
   - method: resnet18
     dataset: fer2013
 """
@@ -143,7 +144,7 @@ def test_bench_versions_failures_missing_data_and_diff(tmp_path):
     assert len(v1) == 3  # 2 seeds + 1 failing cell; the missing dataset has no row
     ok, failed = v1[v1.status == "ok"], v1[v1.status == "failed"]
     assert len(ok) == 2 and sorted(ok.seed) == [0, 1]
-    assert len(failed) == 1 and "lbfgs-does-not-exist" in failed.error.iloc[0]
+    assert len(failed) == 1 and "Invalid learning rate" in failed.error.iloc[0]
     for col in ("recall_angry", "recall_neutral", "git_commit", "config_hash", "n_test", "params", "selection",
                 "torch_version", "started_at", "finished_at", "input_size", "fold", "classes", "accelerator"):
         assert col in v1.columns, col

@@ -106,14 +106,21 @@ def write_papers_csv(root: Path) -> Path:
     return path
 
 
-def paper_value(method: str, dataset: str, metric: str) -> float | None:
-    """The paper's number for a leaderboard method name (``method`` or ``method[variant]``)."""
-    from fer_bench.methods import METHODS
+def read_papers(root: Path) -> dict[tuple[str, str, str], float]:
+    """``(method, dataset, metric) -> value`` from ``<root>/papers.csv`` (empty when absent).
 
-    method = method.split("[", 1)[0]
-    if method not in METHODS:
-        return None
-    return METHODS.get(method).paper.reported.get(dataset, {}).get(metric)
+    The leaderboard commands read paper numbers from this file, never from the methods, so
+    that showing a table needs neither torch nor a model."""
+    path = Path(root) / "papers.csv"
+    if not path.exists():
+        return {}
+    df = pd.read_csv(path)
+    return {(r.method, r.dataset, r.metric): float(r.value) for r in df.itertuples()}
+
+
+def paper_value(papers: dict[tuple[str, str, str], float], method: str, dataset: str, metric: str) -> float | None:
+    """The paper's number for a leaderboard method name (``method`` or ``method[variant]``)."""
+    return papers.get((method.split("[", 1)[0], dataset, metric))
 
 
 # -- summaries -----------------------------------------------------------------------------
@@ -131,9 +138,11 @@ def protocol_tag(df: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
+def summarise(df: pd.DataFrame, papers: dict[tuple[str, str, str], float] | None = None) -> pd.DataFrame:
     """Mean ± std over seeds and folds of WAR and UAR per method × dataset (ok runs only),
-    in percent, with the paper's number and the difference."""
+    in percent, with the paper's number (from ``papers``, see :func:`read_papers`) and the
+    difference."""
+    papers = papers or {}
     ok = df[df["status"] == "ok"] if "status" in df else df
     out = []
     for (method, dataset), g in ok.groupby(["method", "dataset"], sort=True):
@@ -143,7 +152,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             vals = 100 * g[m].astype(float)
             rec[m] = vals.mean()
             rec[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
-            paper = paper_value(method, dataset, m)
+            paper = paper_value(papers, method, dataset, m)
             rec[f"paper_{m}"] = paper
             rec[f"diff_{m}"] = None if paper is None else rec[m] - paper
         out.append(rec)
@@ -183,7 +192,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
 def write_readme(folder: Path, suite: str) -> Path:
     df = read_version(folder)
     v = df.attrs["version"]
-    summary = summarise(df)
+    summary = summarise(df, read_papers(folder.parent))
     row = df.iloc[0]
     text = (
         f"# Leaderboard: {suite}\n\n"
@@ -206,7 +215,8 @@ def write_readme(folder: Path, suite: str) -> Path:
 
 def diff(folder: Path, va: str, vb: str) -> pd.DataFrame:
     """Per cell: change of mean WAR/UAR from va to vb and whether it exceeds the seed spread."""
-    a, b = summarise(read_version(folder, va)), summarise(read_version(folder, vb))
+    papers = read_papers(folder.parent)
+    a, b = summarise(read_version(folder, va), papers), summarise(read_version(folder, vb), papers)
     merged = a.merge(b, on=["method", "dataset"], how="outer", suffixes=("_a", "_b"))
     rows = []
     for _, r in merged.iterrows():
@@ -233,7 +243,7 @@ def plot(folder: Path, out: Path, version: str | None = None) -> Path:
     import numpy as np
 
     df = read_version(folder, version)
-    s = summarise(df)
+    s = summarise(df, read_papers(folder.parent))
     s = s[s["runs"] > 0]
     labels = [f"{m}\n{d}" for m, d in zip(s["method"], s["dataset"])]
     x = np.arange(len(s))

@@ -23,12 +23,14 @@ import re
 import subprocess
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import fer_bench
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.suite import Job, Suite
+from fer_bench.settings import TrainConfig
 from fer_bench.files import atomic_write_text
 
 RUN_DIR_ENV = "FER_BENCH_RUN_DIR"
@@ -85,18 +87,19 @@ def job_dir(run_dir: Path, job: Job) -> Path:
     return run_dir / "jobs" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", job.key)
 
 
-def base_row(suite: str, job: Job, data_cls, method_cls) -> dict[str, Any]:
+def base_row(suite: str, job: Job, cfg: TrainConfig, method_cls) -> dict[str, Any]:
+    """The leaderboard row of a job before it runs: what it claims comes from its config."""
     import lightning
     import torch
 
-    da = job.data_args
+    da = cfg.data_args
     return {
         "suite": suite, "method": job.row_method, "dataset": job.dataset,
         "classes": da.get("classes"),  # replaced by the run's own class count when it finishes
         "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": da.get("sampler"),
-        "input_size": job.input_size or method_cls.default_input_size,
-        "pretrained": Path(job.weights).name if job.weights else "none", "tta": job.tta or "none",
-        "seed": job.seed, "selection": f"val/{job.monitor}", "precision": job.precision,
+        "input_size": cfg.input_size or method_cls.default_input_size,
+        "pretrained": Path(cfg.weights).name if cfg.weights else "none", "tta": cfg.tta,
+        "seed": job.seed, "selection": f"val/{cfg.monitor}", "precision": cfg.precision,
         "torch_version": torch.__version__, "lightning_version": lightning.__version__,
         "fer_bench_version": fer_bench.__version__, "config_hash": job.config_hash, "job": job.key,
     }
@@ -115,15 +118,18 @@ def run_suite(
     leaderboards: str | Path = "leaderboards",
     logger: str = "csv",
     progress: bool = True,
+    speed: dict[str, Any] | None = None,
     echo=print,
 ) -> Path | None:
     """Run every unfinished job of ``suite``; publish a leaderboard version when all are done.
 
-    Returns the new ``vNNN.csv`` (``None`` on ranks other than 0).
+    ``speed``: speed settings (``num_workers``, ``cache_images``, ...) for every job, over
+    the cells' own; they never change a job's config hash.  Returns the new ``vNNN.csv``
+    (``None`` on ranks other than 0).
     """
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
-    from fer_bench.train import TrainConfig, run
+    from fer_bench.train import run
 
     data_root = data_root or os.environ.get("FER_DATA")
     rank0 = global_rank() == 0
@@ -169,17 +175,12 @@ def run_suite(
     commit, dirty = git_state()
     t_suite = time.time()
     for k, (job, root) in enumerate(runnable, 1):
-        method_cls, data_cls = METHODS.get(job.method), DATASETS.get(job.dataset)
-        row = base_row(suite.name, job, data_cls, method_cls)
+        method_cls = METHODS.get(job.method)
+        cfg = replace(job.config(root=root, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
+                                 logger=logger, out=str(job_dir(rdir, job)), progress=progress,
+                                 wandb_group=f"{suite.name}-{rdir.name}"), **(speed or {}))
+        row = base_row(suite.name, job, cfg, method_cls)
         row.update(git_commit=commit, git_dirty=dirty, devices=devices, nodes=num_nodes, started_at=now())
-        cfg = TrainConfig(
-            method=job.method, dataset=job.dataset, root=root, fold=job.fold, seed=job.seed,
-            max_epochs=job.max_epochs, batch_size=job.batch_size, devices=devices, accelerator=accelerator,
-            num_nodes=num_nodes, precision=job.precision, limit_per_class=job.limit_per_class, logger=logger,
-            out=str(job_dir(rdir, job)), weights=job.weights, input_size=job.input_size, in_chans=job.in_chans,
-            monitor=job.monitor, method_args=dict(job.method_args), data_args=dict(job.data_args),
-            wandb_group=f"{suite.name}-{rdir.name}", progress=progress,
-        )
         if rank0:
             echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed} ...")
         t0 = time.time()
@@ -194,7 +195,7 @@ def run_suite(
                        n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],
                        skipped_files=len(res["skipped_files"]), params=res["params"],
                        train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],
-                       precision=res["precision"])
+                       precision=res["precision"], tta=res["tta"])
             row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
             msg = f"WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f}"
         except KeyboardInterrupt:
@@ -222,8 +223,8 @@ def run_suite(
         return None
     folder = Path(leaderboards) / suite.name
     path = lb.write_version(folder, rows)
+    lb.write_papers_csv(Path(leaderboards))  # first: the README reads the paper numbers from it
     lb.write_readme(folder, suite.name)
-    lb.write_papers_csv(Path(leaderboards))
     atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
     echo(f"wrote {path} ({len(rows)} rows) and {folder / 'README.md'}")
     return path

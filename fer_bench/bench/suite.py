@@ -15,53 +15,58 @@ A suite file::
         method_args: {lr: 0.01}               # optimiser / method overrides
         label: fully                          # optional: names a variant (a row "method[label]")
         input_size: 48
-        limit_per_class: null
+        num_workers: 2                        # speed settings: outside the config hash
 
-Dataset roots never appear here: they come from ``--data-root`` / ``$FER_DATA``
+A cell's keys are the settings of :class:`fer_bench.settings.TrainConfig` of the kinds
+``protocol``, ``run`` and ``speed`` (``fer_bench.settings.SUITE_KEYS``), plus ``label``,
+``folds`` and ``seeds``; each value is checked when the suite is loaded, before any data is
+read.  Dataset roots never appear here: they come from ``--data-root`` / ``$FER_DATA``
 (``<data root>/<dataset>``).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from fer_bench import settings as S
 from fer_bench.errors import DataFormatError, UserError
-
-CELL_KEYS = {"label", "method", "dataset", "folds", "seeds", "max_epochs", "batch_size", "input_size", "in_chans",
-             "limit_per_class", "data_args", "method_args", "precision", "monitor", "weights", "tta"}
 
 
 @dataclass(frozen=True)
 class Job:
-    """One training run: a cell at one fold and one seed."""
+    """One training run: a cell at one fold and one seed.
+
+    ``settings`` holds the cell's own settings (protocol, run and speed keys); the launch
+    settings (devices, accelerator, ...) come from the command that runs it (:meth:`config`).
+    """
 
     method: str
     dataset: str
     fold: int | None
     seed: int
     label: str = ""  # variant of a method within a suite (e.g. a TCL negative strategy)
-    max_epochs: int | None = None
-    batch_size: int = 64
-    input_size: int | None = None
-    in_chans: int | None = None
-    limit_per_class: int | None = None
-    precision: str = "32-true"
-    monitor: str = "war"
-    weights: str | None = None
-    tta: str | None = None
-    data_args: dict[str, Any] = field(default_factory=dict)
-    method_args: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, **launch: Any) -> S.TrainConfig:
+        """The :class:`~fer_bench.settings.TrainConfig` of this job (launch settings added)."""
+        return S.TrainConfig(method=self.method, dataset=self.dataset, fold=self.fold, seed=self.seed,
+                             **{k: (dict(v) if isinstance(v, dict) else v) for k, v in self.settings.items()},
+                             **launch)
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """Every protocol setting of the job, defaults filled in (what a row records)."""
+        return S.protocol_of(self.config())
 
     @property
     def config_hash(self) -> str:
-        """Hash of everything that defines the cell (not the fold or seed)."""
-        d = asdict(self)
-        d.pop("fold"), d.pop("seed")
+        """Hash of everything that defines the cell's numbers (not the fold or seed, not speed)."""
+        d = {"method": self.method, "dataset": self.dataset, "label": self.label, **self.protocol}
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @property
@@ -79,26 +84,36 @@ class Job:
         return f"{self.method}[{self.label}]" if self.label else self.method
 
 
-def apply_overrides(jobs: list[Job], overrides: dict[str, Any]) -> list[Job]:
+def _checked(key: str, value: Any, where: str) -> Any:
+    """A suite value checked like its flag, the error naming the suite key."""
+    try:
+        return S.check_value(key, value, label=key)
+    except UserError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def apply_overrides(jobs: list[Job], overrides: dict[str, Any], where: str = "-o") -> list[Job]:
     """Every job with ``overrides`` applied (``max_epochs=1``, ``data_args.frames=4``, ...).
 
-    Overridden fields change the config hash, so a reduced check never mixes with full runs.
+    Overridden protocol fields change the config hash, so a reduced check never mixes with
+    full runs; speed settings do not.
     """
-    from dataclasses import fields, replace
-
-    names = {f.name for f in fields(Job)} - {"method", "dataset", "fold", "seed"}
+    valid = [k for k in S.SUITE_KEYS if k not in ("method", "dataset", "label", "folds", "seeds")]
     out = []
     for j in jobs:
-        changes: dict[str, Any] = {}
+        settings = dict(j.settings)
         for key, value in overrides.items():
             head, _, sub = key.partition(".")
-            if head not in names or (sub and head not in ("data_args", "method_args")):
-                raise UserError(f"cannot override {key!r}; valid: {sorted(names)} and data_args.X / method_args.X")
+            if head not in valid or (sub and head not in ("data_args", "method_args")):
+                raise UserError(f"{where} {key}: cannot override; valid: {', '.join(valid)} and data_args.X / "
+                                "method_args.X")
             if sub:
-                changes[head] = {**changes.get(head, getattr(j, head)), sub: value}
+                settings[head] = {**settings.get(head, {}), sub: value}
             else:
-                changes[head] = value
-        out.append(replace(j, **changes))
+                settings[head] = S.check_value(head, value, label=f"{where} {key}")
+        job = replace(j, settings=settings)
+        S.validate(job.config(), where=f"{where} on {job.row_method}/{job.dataset}", check_device=False)
+        out.append(job)
     return out
 
 
@@ -110,6 +125,8 @@ class Suite:
 
 
 def load_suite(path: str | Path) -> Suite:
+    """Parse and check a suite file: every key known, every value of its type, every method
+    hyper-parameter and dataset argument accepted by its constructor — before any data is read."""
     path = Path(path)
     if not path.exists():
         raise DataFormatError(path, "a suite YAML file", found="no such file")
@@ -118,24 +135,30 @@ def load_suite(path: str | Path) -> Suite:
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise DataFormatError(path, "valid YAML", line=None if line is None else line + 1, found=str(e)) from None
-    if not isinstance(doc, dict) or "cells" not in doc:
+    if not isinstance(doc, dict) or "cells" not in doc or not isinstance(doc["cells"], list):
         raise DataFormatError(path, "a mapping with 'suite', optional 'defaults' and a 'cells' list")
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
 
     name = doc.get("suite") or path.stem
     defaults = doc.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise DataFormatError(path, "'defaults' as a mapping", found=repr(defaults))
     jobs: list[Job] = []
     for i, cell in enumerate(doc["cells"]):
         where = f"cell {i + 1} ({cell.get('method')}/{cell.get('dataset')})" if isinstance(cell, dict) else f"cell {i + 1}"
         if not isinstance(cell, dict):
             raise DataFormatError(path, f"{where}: a mapping")
         merged = {**defaults, **cell}
-        merged["data_args"] = {**(defaults.get("data_args") or {}), **(cell.get("data_args") or {})}
-        merged["method_args"] = {**(defaults.get("method_args") or {}), **(cell.get("method_args") or {})}
-        unknown = set(merged) - CELL_KEYS
+        for k in ("data_args", "method_args"):
+            for part in (defaults.get(k), cell.get(k)):
+                if part is not None and not isinstance(part, dict):
+                    raise DataFormatError(path, f"{where}: {k} as a mapping", found=repr(part))
+            merged[k] = {**(defaults.get(k) or {}), **(cell.get(k) or {})}
+        unknown = sorted(set(merged) - set(S.SUITE_KEYS))
         if unknown:
-            raise DataFormatError(path, f"{where}: only the keys {sorted(CELL_KEYS)}", found=str(sorted(unknown)))
+            raise DataFormatError(path, f"{where}: only the keys {', '.join(S.SUITE_KEYS)}",
+                                  found=", ".join(unknown))
         for k in ("method", "dataset"):
             if k not in merged:
                 raise DataFormatError(path, f"{where}: a '{k}'")
@@ -147,7 +170,24 @@ def load_suite(path: str | Path) -> Suite:
                                   found=repr(merged["dataset"]))
         folds = merged.pop("folds", None) or [None]
         seeds = merged.pop("seeds", None) or [0]
-        for fold in folds:
+        for key, values in (("folds", folds), ("seeds", seeds)):
+            if not isinstance(values, list):
+                raise DataFormatError(path, f"{where}: {key} as a list", found=repr(values))
+        label = merged.pop("label", "") or ""
+        method, dataset = merged.pop("method"), merged.pop("dataset")
+        try:
+            settings = {k: _checked(k, v, f"{path}, {where}") for k, v in merged.items()}
+            for fold in folds:
+                _checked("fold", fold, f"{path}, {where}, folds")
             for seed in seeds:
-                jobs.append(Job(fold=fold, seed=int(seed), **merged))
+                _checked("seed", seed, f"{path}, {where}, seeds")
+            cell_jobs = [Job(method=method, dataset=dataset, fold=fold, seed=int(seed), label=str(label),
+                             settings=settings) for fold in folds for seed in seeds]
+            S.validate(cell_jobs[0].config(), where=f"{path}, {where}", method_flag="method_args",
+                       data_flag="data_args", check_device=False)
+        except UserError as e:
+            if isinstance(e, DataFormatError):
+                raise
+            raise UserError(str(e)) from None
+        jobs.extend(cell_jobs)
     return Suite(name=name, path=path, jobs=jobs)

@@ -1,4 +1,8 @@
-"""``fer-bench bench``, ``fer-bench leaderboard ...`` and ``fer-bench regress``."""
+"""``fer-bench bench``, ``fer-bench leaderboard ...`` and ``fer-bench regress``.
+
+The leaderboard commands read CSV files only (the versions and ``leaderboards/papers.csv``):
+they import pandas, never torch or a method.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
+from fer_bench import settings as S
 from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
 
 
-def _print_frame(df: pd.DataFrame, title: str) -> None:
+def _print_frame(df, title: str) -> None:
+    import pandas as pd
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -33,7 +37,7 @@ def show_summary(folder: Path, version: str | None = None) -> None:
     from fer_bench.bench import leaderboard as lb
 
     df = lb.read_version(folder, version)
-    s = lb.summarise(df)
+    s = lb.summarise(df, lb.read_papers(folder.parent))
     cols = [c for c in ("method", "dataset", "war", "war_std", "paper_war", "diff_war", "uar", "uar_std",
                         "paper_uar", "diff_uar", "runs", "protocol", "status") if c in s.columns]
     _print_frame(s[cols], f"{folder.name} {df.attrs['version']} (%, mean ± std over seeds and folds)")
@@ -46,6 +50,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.override:
         suite.jobs = apply_overrides(suite.jobs, dict(args.override))
+    speed = S.given_settings(args, ("speed",))
     if args.seeds is not None:
         known = sorted({j.seed for j in suite.jobs})
         suite.jobs = [j for j in suite.jobs if j.seed in args.seeds]
@@ -53,7 +58,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: {args.suite} has seeds {known}")
     path = run_suite(suite, data_root=args.data_root, devices=args.devices, num_nodes=args.num_nodes,
                      accelerator=args.accelerator, only=args.only, resume=args.resume, run_dir=args.run_dir,
-                     leaderboards=args.leaderboards, logger=args.logger, progress=not args.no_progress)
+                     leaderboards=args.leaderboards, logger=args.logger, progress=args.progress, speed=speed)
     if path is not None:
         show_summary(path.parent, path.stem)
     return 0
@@ -89,45 +94,11 @@ def cmd_papers(args: argparse.Namespace) -> int:
     return 0
 
 
-def regress_compare(current: pd.DataFrame, baseline: pd.DataFrame, z: float = 3.0,
-                    min_tol: float = 0.03) -> list[str]:
-    """Cells whose mean WAR or UAR dropped below the baseline's by more than the tolerance.
-
-    The tolerance comes from the seed spread recorded in the baseline.  For a cell with
-    ``n_b`` baseline seeds and ``n_c`` current seeds, the standard error of the difference of
-    the two means is ``s * sqrt(1/n_b + 1/n_c)``; a drop beyond ``z`` (3) of those is flagged
-    (a one-sided false alarm of about 0.1 % per cell and metric when the spread is normal).
-    ``s`` is the larger of the cell's own std over seeds and the std pooled over every
-    baseline cell (the root of the mean variance), so that a cell whose few seeds happened to
-    agree does not get a tolerance of zero; ``min_tol`` (3 points) is the floor.  All values
-    are fractions.  A baseline cell missing from the current run, or failed, is a regression too.
-    """
-    problems = []
-    base_ok = baseline[baseline["status"] == "ok"]
-    cur_ok = current[current["status"] == "ok"]
-    groups = base_ok.groupby(["method", "dataset"])
-    pooled = {}
-    for metric in ("war", "uar"):
-        var = groups[metric].var(ddof=1).dropna()
-        pooled[metric] = float(var.mean() ** 0.5) if len(var) else 0.0
-    for (m, d), g in groups:
-        c = cur_ok[(cur_ok["method"] == m) & (cur_ok["dataset"] == d)]
-        if c.empty:
-            problems.append(f"{m}/{d}: no successful run (baseline has {len(g)})")
-            continue
-        for metric in ("war", "uar"):
-            base_mean, cur_mean = g[metric].mean(), c[metric].mean()
-            own = g[metric].std(ddof=1) if len(g) > 1 else 0.0
-            spread = max(0.0 if pd.isna(own) else float(own), pooled[metric])
-            tol = max(z * spread * (1 / len(g) + 1 / len(c)) ** 0.5, min_tol)
-            if cur_mean < base_mean - tol:
-                problems.append(f"{m}/{d}: {metric.upper()} {100 * cur_mean:.2f} < baseline {100 * base_mean:.2f}"
-                                f" − tolerance {100 * tol:.2f}")
-    return problems
-
-
 def cmd_regress(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from fer_bench.bench import leaderboard as lb
+    from fer_bench.bench.regress import regress_compare, select_cells
     from fer_bench.bench.runner import run_suite
     from fer_bench.bench.suite import load_suite
 
@@ -144,12 +115,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
     if not baseline_path.exists():
         print(f"fer-bench regress: {baseline_path} does not exist (create it with --write-baseline)", file=sys.stderr)
         return 2
-    baseline = pd.read_csv(baseline_path)
-    if args.only:
-        import fnmatch
-
-        keep = [any(fnmatch.fnmatch(f"{m}/{d}", p) for p in args.only) for m, d in zip(baseline["method"], baseline["dataset"])]
-        baseline = baseline[keep]
+    baseline = select_cells(pd.read_csv(baseline_path), args.only)
     problems = regress_compare(current, baseline)
     _print_frame(lb.summarise(current)[["method", "dataset", "war", "war_std", "uar", "uar_std", "runs"]],
                  "regression run (%)")
@@ -161,23 +127,19 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def add_bench_commands(sub) -> None:
-    from fer_bench.cli import _kv
-
     p = sub.add_parser("bench", help="run a benchmark suite and publish a leaderboard version")
     p.add_argument("suite", help="suite YAML, e.g. benchmarks/static.yaml")
     p.add_argument("--data-root", help="folder holding <dataset>/ trees (default $FER_DATA)")
-    p.add_argument("--devices", type=int, default=1)
-    p.add_argument("--num-nodes", type=int, default=1)
-    p.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"])
+    S.add_setting_args(p, ("launch",), exclude=("root", "out"))
+    speed = p.add_argument_group("speed settings for every job (over the suite's; outside the config hash)")
+    S.add_setting_args(speed, ("speed",), defaults_none=True)
     p.add_argument("--only", nargs="+", metavar="METHOD/DATASET", help="run only these cells (globs allowed)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                    help="run only these of the suite's seeds (a reduced check; give the same to --resume)")
     p.add_argument("--resume", metavar="RUN_DIR", help="finish the jobs of an interrupted run")
     p.add_argument("--run-dir", help="run folder (give the same one to every torchrun/SLURM rank)")
     p.add_argument("--leaderboards", default="leaderboards")
-    p.add_argument("--logger", default="csv", choices=["csv", "wandb"])
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("-o", "--override", type=_kv, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("-o", "--override", type=S.key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
     p.set_defaults(func=cmd_bench)
 

@@ -16,11 +16,15 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fer_bench.classes import default_class_names
+from fer_bench.errors import verify_choice
 from fer_bench.metrics import FERMetrics, FERScores
+from fer_bench.nn.functional import soft_cross_entropy
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+SCHEDULERS: tuple[str, ...] = ("cosine", "step", "none")
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,6 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross entropy for class ids ``[N]`` or soft targets ``[N, C]`` (FERPlus probability mode)."""
-    if target.ndim == 2:
-        target = target.to(logits.dtype)
-    return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
-
-
 class FERMethod(L.LightningModule):
     """Base of every method: owns its metrics, steps, optimiser and paper record.
 
@@ -68,6 +65,8 @@ class FERMethod(L.LightningModule):
     default_input_size: ClassVar[int] = 48
     default_in_chans: ClassVar[int] = 1
     default_hparams: ClassVar[dict[str, Any]] = {}
+    # allowed values of string hyper-parameters, checked before a run (fer_bench.settings.validate)
+    hparam_choices: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
 
     def __init__(
         self,
@@ -105,6 +104,7 @@ class FERMethod(L.LightningModule):
         self.val_metrics = FERMetrics(classes)
         self.test_metrics = FERMetrics(classes)
         self.test_scores: FERScores | None = None
+        self.test_tta = "none"  # test-time augmentation, set by the run (fer_bench.settings.TTA_MODES)
 
     @classmethod
     def from_defaults(cls, **overrides: Any) -> "FERMethod":
@@ -159,7 +159,17 @@ class FERMethod(L.LightningModule):
         x, y, idx = batch[0], batch[1], batch[2]
         if x is None:
             return
-        self.test_metrics.update(self(x), y, idx)
+        self.test_metrics.update(self.test_forward(x), y, idx)
+
+    def test_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Test-split scores under :attr:`test_tta`: ``none`` the logits; ``hflip`` the log of the
+        mean softmax of the input and its horizontal mirror (the last axis is the width, for
+        images ``[B,C,H,W]`` and clips ``[B,T,C,H,W]`` alike)."""
+        if self.test_tta == "none":
+            return self(x)
+        verify_choice(self.test_tta, "tta", ("none", "hflip"))
+        probs = (torch.softmax(self(x).float(), dim=1) + torch.softmax(self(x.flip(-1)).float(), dim=1)) / 2
+        return probs.log()
 
     def on_test_epoch_end(self) -> None:
         self.test_scores = self.test_metrics.compute()
@@ -176,24 +186,20 @@ class FERMethod(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         groups = self.param_groups()
-        name = hp.optimizer.lower()
+        name = verify_choice(hp.optimizer.lower(), "optimizer", OPTIMIZERS)
         if name == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         elif name == "adam":
             opt = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        elif name == "adamw":
-            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         else:
-            raise ValueError(f"unknown optimizer {hp.optimizer!r}; valid: sgd, adam, adamw")
-        sched = hp.scheduler.lower()
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        sched = verify_choice(hp.scheduler.lower(), "scheduler", SCHEDULERS)
         if sched == "none":
             return opt
         if sched == "cosine":
             s = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs))
-        elif sched == "step":
-            s = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
         else:
-            raise ValueError(f"unknown scheduler {hp.scheduler!r}; valid: cosine, step, none")
+            s = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
 
     # -- weights ---------------------------------------------------------------------------
@@ -201,9 +207,11 @@ class FERMethod(L.LightningModule):
         """Load a local state dict (``weights_only=True``; nothing is downloaded).
 
         Accepts a plain state dict, a Lightning checkpoint, or a backbone state dict (keys
-        are matched against this module and, failing that, ``self.backbone``).  Tensors
-        whose shape differs (a classifier for other classes, a grey stem) are skipped and
-        reported.
+        are matched against this module and, failing that, ``self.backbone``).  A 3-channel
+        first convolution loaded into a 1-channel stem is adapted by summing its kernels over
+        the input channels (grey = R = G = B gives the same response; timm's
+        ``adapt_input_conv`` does this) and reported under ``adapted``.  Other tensors whose
+        shape differs (a classifier for other classes) are skipped and reported.
         """
         state = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:
@@ -223,8 +231,25 @@ class FERMethod(L.LightningModule):
         if hits <= 0:
             raise ValueError(f"{path}: no parameter name matches {type(self).__name__}")
         own = mod.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        skipped = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+        usable, adapted = {}, []
+        for k, v in state.items():
+            if k not in own:
+                continue
+            if own[k].shape == v.shape:
+                usable[k] = v
+            elif adapt_input_conv(v, own[k].shape) is not None:
+                usable[k] = adapt_input_conv(v, own[k].shape)
+                adapted.append(k)
+        skipped = sorted(k for k in state if k in own and k not in usable)
         result = mod.load_state_dict(usable, strict=False)
-        return {"loaded": sorted(usable), "shape_mismatch": skipped,
+        return {"loaded": sorted(usable), "adapted": sorted(adapted), "shape_mismatch": skipped,
                 "missing": list(result.missing_keys), "unexpected": sorted(k for k in state if k not in own)}
+
+
+def adapt_input_conv(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """A ``[O, 3, kh, kw]`` RGB convolution kernel as the ``[O, 1, kh, kw]`` grey one of ``shape``
+    (summed over the input channels), or ``None`` when the shapes are not that pair."""
+    if weight.ndim == 4 and len(shape) == 4 and weight.shape[1] == 3 and shape[1] == 1 \
+            and weight.shape[0] == shape[0] and weight.shape[2:] == shape[2:]:
+        return weight.sum(dim=1, keepdim=True)
+    return None

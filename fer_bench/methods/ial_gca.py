@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_bench.methods.base import FERMethod, PaperRecord, soft_cross_entropy
+from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.nn.functional import soft_cross_entropy
 from fer_bench.nn.ial import intensity_aware_loss
 from fer_bench.nn.temporal import (
     AttentionBasicBlock,

@@ -44,11 +44,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_bench.methods.base import FERMethod, PaperRecord, soft_cross_entropy
+from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.nn.functional import soft_cross_entropy
 from fer_bench.nn.attention import SelectiveAttention
 from fer_bench.nn.backbones import resnet18_trunk
 from fer_bench.nn.losses import NEGATIVE_STRATEGIES, TripletCenterLoss
 from fer_bench.registry import METHODS
+from fer_bench.errors import verify_choice
 
 
 @METHODS.register("tcl_selective")
@@ -61,6 +63,7 @@ class TCLSelective(FERMethod):
     default_in_chans = 3
     default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="step",
                            step_size=20, gamma=0.1, max_epochs=60)
+    hparam_choices = {**FERMethod.hparam_choices, "strategy": NEGATIVE_STRATEGIES}
     paper = PaperRecord(
         citation="H. Rajoli, F. Lotfi, A. Atyabi, F. Afghah, \"Triplet Loss-less Center Loss Sampling Strategies in "
         "Facial Expression Recognition Scenarios\", CISS 2023, arXiv 2302.04108",
@@ -86,8 +89,7 @@ class TCLSelective(FERMethod):
 
     def __init__(self, strategy: str = "fully_synthesized", tcl_weight: float = 0.01, tcl_margin: float = 1.0,
                  center_lr: float = 0.5, attention_reduction: int = 16, **kwargs: Any) -> None:
-        if strategy not in NEGATIVE_STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(NEGATIVE_STRATEGIES)}")
+        verify_choice(strategy, "strategy", NEGATIVE_STRATEGIES)
         if tcl_weight < 0:
             raise ValueError(f"tcl_weight must be >= 0, got {tcl_weight}")
         super().__init__(strategy=strategy, tcl_weight=tcl_weight, tcl_margin=tcl_margin, center_lr=center_lr,

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_bench.nn.functional import hard_labels
+from fer_bench.errors import verify_choice
+
 __all__ = ["hardest_negative", "intensity_aware_loss", "IntensityAwareLoss"]
 
 
@@ -25,11 +28,10 @@ def _class_ids(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"logits must be [N, C], got shape {tuple(logits.shape)}")
     if logits.shape[1] < 2:
         raise ValueError("the intensity-aware loss needs at least 2 classes")
-    if target.ndim == 2:  # soft targets (e.g. FERPlus probabilities): the most probable class
-        target = target.argmax(dim=1)
+    target = hard_labels(target)  # soft targets (e.g. FERPlus probabilities): the most probable class
     if target.shape != logits.shape[:1]:
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
-    return target.long()
+    return target
 
 
 def hardest_negative(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,13 +52,12 @@ def intensity_aware_loss(logits: torch.Tensor, target: torch.Tensor, reduction: 
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     z_j = logits.gather(1, j[:, None]).squeeze(1)
     loss = F.softplus(z_j - z_y)
+    verify_choice(reduction, "reduction", ("mean", "sum", "none"))
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"unknown reduction {reduction!r}; valid: mean, sum, none")
+    return loss
 
 
 class IntensityAwareLoss(nn.Module):

@@ -34,19 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_bench.errors import verify_choice
+from fer_bench.nn.functional import hard_labels, soft_cross_entropy
+
 NEGATIVE_STRATEGIES = ("fully_synthesized", "semi_synthesized", "prediction_based")
-
-
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross entropy for class ids ``[N]`` or soft targets ``[N, C]`` (probabilities)."""
-    if target.ndim == 2:
-        return F.cross_entropy(logits, target.to(logits.dtype))
-    return F.cross_entropy(logits, target.long())
-
-
-def hard_labels(target: torch.Tensor) -> torch.Tensor:
-    """Class ids ``[N]`` from ids ``[N]`` or soft targets ``[N, C]``."""
-    return target.argmax(dim=1) if target.ndim == 2 else target.long()
 
 
 class CosineClassifier(nn.Module):
@@ -179,8 +170,7 @@ def negative_centers(
 
     ``features`` and ``centers`` are used as given (normalise them first if wanted).
     """
-    if strategy not in NEGATIVE_STRATEGIES:
-        raise ValueError(f"unknown negative strategy {strategy!r}; valid: {', '.join(NEGATIVE_STRATEGIES)}")
+    verify_choice(strategy, "negative strategy", NEGATIVE_STRATEGIES)
     y = hard_labels(target)
     n_classes = centers.shape[0]
     if n_classes < 2:
@@ -240,8 +230,7 @@ class TripletCenterLoss(nn.Module):
     def __init__(self, num_classes: int, dim: int, margin: float = 1.0, strategy: str = "fully_synthesized",
                  normalize: bool = True, reduction: str = "mean") -> None:
         super().__init__()
-        if strategy not in NEGATIVE_STRATEGIES:
-            raise ValueError(f"unknown negative strategy {strategy!r}; valid: {', '.join(NEGATIVE_STRATEGIES)}")
+        verify_choice(strategy, "negative strategy", NEGATIVE_STRATEGIES)
         self.centers = nn.Parameter(unit_centers(num_classes, dim))
         self.margin = float(margin)
         self.strategy = strategy

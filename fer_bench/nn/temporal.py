@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_bench.nn.attention import SqueezeExcite
+from fer_bench.errors import verify_choice
 
 __all__ = [
     "conv_out_size",
@@ -168,8 +169,7 @@ class AttentionBasicBlock(nn.Module):
                                             nn.BatchNorm2d(planes))
         self.attention = None
         if attention is not None:
-            if attention not in _ATTENTION:
-                raise ValueError(f"unknown attention {attention!r}; valid: {', '.join(sorted(_ATTENTION))}")
+            verify_choice(attention, "attention", sorted(_ATTENTION))
             if map_size is None:
                 raise ValueError("an attention block needs the map_size its global convolution covers")
             self.attention = _ATTENTION[attention](planes, map_size, num_classes, coupling=coupling)

@@ -1,0 +1,99 @@
+"""``fer-bench list`` and ``fer-bench train``: the catalogue and one run."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from fer_bench import settings as S
+
+
+def catalogue() -> dict[str, list[dict[str, Any]]]:
+    """Every registered method and dataset, as ``fer-bench list --json`` prints them."""
+    from fer_bench.data import DATASETS
+    from fer_bench.methods import METHODS, count_params
+
+    methods = []
+    for name, cls in METHODS.items():
+        model = cls.from_defaults()
+        methods.append({
+            "name": name,
+            "modality": cls.modality,
+            "citation": cls.paper.citation,
+            "doi": cls.paper.doi,
+            "reported": cls.paper.reported,
+            "reconstructed": cls.paper.reconstructed,
+            "fidelity": cls.paper.fidelity,
+            "input": f"{model.in_chans}x{model.input_size}x{model.input_size}",
+            "params": count_params(model),
+        })
+    datasets = [
+        {"name": name, "modality": cls.info.modality, "classes": list(cls.classes), "protocol": cls.info.protocol}
+        for name, cls in DATASETS.items()
+    ]
+    return {"methods": methods, "datasets": datasets}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cat = catalogue()
+    if args.json:
+        print(json.dumps(cat, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title="methods")
+    for col in ("name", "modality", "input", "params", "reported (%)", "citation"):
+        t.add_column(col, overflow="fold")
+    for m in cat["methods"]:
+        rep = "; ".join(f"{d}: " + ", ".join(f"{k.upper()} {v}" for k, v in r.items()) for d, r in m["reported"].items())
+        cite = m["citation"] + (" [reconstruction]" if m["reconstructed"] else "")
+        t.add_row(m["name"], m["modality"], m["input"], f"{m['params'] / 1e6:.2f}M", rep or "-", cite)
+    console.print(t)
+    t = Table(title="datasets")
+    for col in ("name", "modality", "classes", "protocol"):
+        t.add_column(col, overflow="fold")
+    for d in cat["datasets"]:
+        t.add_row(d["name"], d["modality"], ", ".join(d["classes"]), d["protocol"])
+    console.print(t)
+    return 0
+
+
+def print_scores(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{result['method']} on {result['dataset']} (test, checkpoint of epoch {result['best_epoch']}"
+                    f" chosen on {result['selection']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("WAR", f"{100 * result['war']:.2f}")
+    t.add_row("UAR", f"{100 * result['uar']:.2f}")
+    for c, r in result["per_class_recall"].items():
+        t.add_row(f"recall {c}", "n/a (no samples)" if r is None else f"{100 * r:.2f}")
+    t.add_row("n train / val / test", f"{result['n_train']} / {result['n_val']} / {result['n_test']}")
+    Console().print(t)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fer_bench.train import run
+
+    cfg = S.config_from_args(args)
+    S.validate(cfg)  # names, types and hyper-parameters: before any data is read
+    result = run(cfg)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:
+        print_scores(result)
+        print(f"wrote {cfg.out_dir() / 'metrics.json'}")
+    return 0
+
+
+def add_run_commands(sub) -> None:
+    p = sub.add_parser("list", help="registered methods and datasets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("train", help="train one method on one dataset")
+    S.add_setting_args(p, ("job", "protocol", "run", "speed", "launch"), required=("method", "dataset"))
+    p.set_defaults(func=cmd_train)
