@@ -364,14 +364,15 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], *, what: str, flag: str, res
     reserved = set(reserved)
     valid = sorted(k for k in params if k not in reserved)
     for key, value in kwargs.items():
+        label = f"{flag}{key}" if flag.endswith(".") else f"{flag} {key}"  # "-m lr", "-o method_args.lr"
         if key not in params or key in reserved:
             hint = f" (set it with {flag_of(key)})" if key in reserved and key in SETTINGS else ""
-            raise UserError(f"{flag} {key}: {what} has no such argument{hint}; valid: {', '.join(valid)}")
+            raise UserError(f"{label}: {what} has no such argument{hint}; valid: {', '.join(valid)}")
         allowed = (choices or {}).get(key)
         if allowed is not None and value not in allowed:
-            raise UserError(f"{flag} {key}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
+            raise UserError(f"{label}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
         if not _matches(params[key], value):
-            raise UserError(f"{flag} {key}: {what} expects {_hint_name(params[key])}, got {value!r}")
+            raise UserError(f"{label}: {what} expects {_hint_name(params[key])}, got {value!r}")
 
 
 def validate(cfg: TrainConfig, *, where: str = "", method_flag: str = "-m", data_flag: str = "-d",

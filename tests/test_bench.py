@@ -1,10 +1,10 @@
 import json
 import multiprocessing as mp
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -171,15 +171,21 @@ def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
     run_dir, boards = tmp_path / "run", tmp_path / "boards"
     cmd = [sys.executable, "-m", "fer_bench", "bench", str(suite), "--leaderboards", str(boards), "--no-progress",
            "--run-dir", str(run_dir), "--only", "resnet18/synthetic-static"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)
     rows = run_dir / "rows.jsonl"
-    deadline = time.time() + 400
-    while time.time() < deadline and not (rows.exists() and rows.read_text().count("\n") >= 1):
-        time.sleep(0.5)
+    # the event: the runner prints "[k/N] ...: WAR ..." (or FAILED) only after job k's row is fsynced
+    finished = re.compile(r"^\[1/\d+\] .*: (WAR|FAILED)")
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if finished.match(line):
+            break
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
+    p.stdout.close()
+    assert any(finished.match(line) for line in seen), "".join(seen[-20:])
     n_before = rows.read_text().count("\n")
     assert 1 <= n_before < 4, "the kill should land mid-suite"
     assert not (boards / "tiny").exists() or not list((boards / "tiny").glob("v*.csv"))

@@ -112,7 +112,8 @@ def apply_overrides(jobs: list[Job], overrides: dict[str, Any], where: str = "-o
             else:
                 settings[head] = S.check_value(head, value, label=f"{where} {key}")
         job = replace(j, settings=settings)
-        S.validate(job.config(), where=f"{where} on {job.row_method}/{job.dataset}", check_device=False)
+        S.validate(job.config(), where=f"on {job.row_method}/{job.dataset}", method_flag=f"{where} method_args.",
+                   data_flag=f"{where} data_args.", check_device=False)
         out.append(job)
     return out
 
