@@ -1,0 +1,133 @@
+"""The layering of ARCHITECTURE.md, checked on the source: who may import whom, and what loads."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PKG = REPO / "fer_bench"
+
+# package (first component under fer_bench) -> the fer_bench packages it may import, at any depth
+# of the module (function-level imports count too).  Keep in step with ARCHITECTURE.md.
+ALLOWED = {
+    "errors": set(),
+    "classes": set(),
+    "files": set(),
+    "registry": set(),
+    "nn": {"errors"},
+    "metrics": {"nn"},
+    "data": {"classes", "errors", "files", "registry", "synth"},
+    "synth": {"classes", "errors", "files", "registry", "data"},
+    "methods": {"classes", "errors", "registry", "nn", "metrics"},
+    "callbacks": {"errors"},
+    "settings": {"errors", "data", "methods"},
+    "train": {"errors", "settings", "data", "methods", "callbacks"},
+    "bench": {"errors", "files", "settings", "train", "data", "methods"},
+    "cli": {"errors", "registry", "settings", "files", "train", "bench", "data", "synth", "methods"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+
+
+def _modules():
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield ".".join(parts), path
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the module's package
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if path.name == "__init__.py" else 0)]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.add(name)
+            found.update(f"{name}.{a.name}" for a in node.names)  # "from fer_bench import settings"
+    return {n for n in found if n == "fer_bench" or n.startswith("fer_bench.")}
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_module_imports_only_what_its_layer_allows():
+    bad = []
+    for module, path in _modules():
+        own = _package(module)
+        assert own in ALLOWED, f"{module}: a new top-level package; add it to ARCHITECTURE.md and ALLOWED"
+        for name in _imports(path, module):
+            other = _package(name)
+            if name == "fer_bench" or other == own or other not in ALLOWED:
+                continue  # fer_bench.__version__, own package, or a name imported from fer_bench itself
+            if other not in ALLOWED[own]:
+                bad.append(f"{module} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_a_dataset_module_imports_no_other_dataset_module():
+    from fer_bench.data import DATASETS
+
+    dataset_modules = {cls.__module__ for _, cls in DATASETS.items()}
+    bad = []
+    for module, path in _modules():
+        if not module.startswith("fer_bench.data."):
+            continue
+        for name in _imports(path, module):
+            target = next((m for m in dataset_modules if name == m or name.startswith(m + ".")), None)
+            if target and target != module:
+                bad.append(f"{module} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def _loaded_after(code: str) -> dict:
+    probe = (f"import sys\n{code}\n"
+             "import json; print(json.dumps({m: m in sys.modules for m in "
+             "('torch', 'lightning', 'decord', 'cv2', 'pandas', 'fer_bench.methods', 'fer_bench.data')}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_methods_loads_no_dataset_library():
+    loaded = _loaded_after("import fer_bench.methods")
+    assert not loaded["decord"] and not loaded["cv2"] and not loaded["pandas"] and not loaded["fer_bench.data"]
+
+
+def test_help_and_leaderboard_commands_do_not_import_torch(tmp_path):
+    boards = tmp_path / "boards"
+    (boards / "s").mkdir(parents=True)
+    (boards / "s" / "v001.csv").write_text(
+        "suite,method,dataset,seed,war,uar,status\ns,resnet18,rafdb,0,0.8,0.7,ok\ns,resnet18,rafdb,1,0.82,0.71,ok\n")
+    (boards / "papers.csv").write_text("method,dataset,metric,value,source\nresnet18,rafdb,war,86.5,x\n")
+    loaded = _loaded_after(
+        "from fer_bench.cli import main\n"
+        "import contextlib, io\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        f"    main(['leaderboard', 'show', 's', '--leaderboards', {str(boards)!r}])\n"
+        "assert '86.50' in buf.getvalue() and '-5.50' in buf.getvalue(), buf.getvalue()\n"
+        "from fer_bench.cli import build_parser\n"
+        "build_parser().format_help()\n")
+    assert not loaded["torch"] and not loaded["lightning"] and not loaded["fer_bench.methods"]
+
+
+@pytest.mark.parametrize("module", ["fer_bench.settings", "fer_bench.cli", "fer_bench.bench.leaderboard",
+                                    "fer_bench.bench.regress", "fer_bench.bench.suite"])
+def test_light_modules_import_without_torch(module):
+    assert not _loaded_after(f"import {module}")["torch"]
