@@ -3,18 +3,33 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+LINT_STAMP := $(VENV)/.installed-lint
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: install test bench-smoke bench-static bench-dynamic bench-perf regress papers clean
+.PHONY: install test lint bench-smoke bench-static bench-dynamic bench-perf regress papers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(PIP) -e .
 	touch $(STAMP)
+
+# the extras of pyproject.toml: pytest for `make test`, ruff for `make lint`
+$(TEST_STAMP): $(STAMP)
+	$(PIP) -e '.[test]'
+	touch $(TEST_STAMP)
+
+$(LINT_STAMP): $(STAMP)
+	$(PIP) -e '.[lint]'
+	touch $(LINT_STAMP)
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q tests
+
+lint: $(LINT_STAMP)
+	$(BIN)/ruff check fer_bench tests benchmarks
 
 bench-smoke: $(STAMP)
 	$(BIN)/fer-bench bench benchmarks/smoke.yaml $(BENCH_ARGS)
