@@ -67,7 +67,8 @@ class TrainConfig:
     seed: int = setting(0, kind="job", type=int, minimum=0, help="random seed")
     max_epochs: int | None = setting(None, kind="protocol", type=int, minimum=1,
                                      help="training epochs (default: the method's)")
-    batch_size: int = setting(32, kind="protocol", type=int, minimum=1, help="training batch size")
+    batch_size: int | None = setting(None, kind="protocol", type=int, minimum=1,
+                                     help="training batch size (default: the method's recipe)")
     input_size: int | None = setting(None, kind="protocol", type=int, minimum=8,
                                      help="input side in pixels (default: the method's)")
     in_chans: int | None = setting(None, kind="protocol", type=int, choices=(1, 3),
@@ -79,7 +80,8 @@ class TrainConfig:
     monitor: str = setting("war", kind="protocol", type=str, choices=MONITORS,
                            help="validation metric that picks the checkpoint")
     weights: str | None = setting(None, kind="protocol", type=str,
-                                  help="local state dict to start from (weights_only load; nothing is downloaded)")
+                                  help="weights to start from: a registered name under $FER_WEIGHTS "
+                                       "(fer_bench.weights) or a local state dict (nothing is downloaded)")
     tta: str = setting("none", kind="protocol", type=str, choices=TTA_MODES,
                        help="test-time augmentation: none, or hflip (mean of the softmax of the image and its "
                             "horizontal mirror)")
@@ -400,6 +402,13 @@ def validate(cfg: TrainConfig, *, where: str = "", method_flag: str = "-m", data
                      reserved=("root", "batch_size", "seed", "fold", "limit_per_class", "input_size", "in_chans"))
     except UserError as e:
         raise UserError(prefix + str(e)) from None
+    if cfg.weights:
+        from fer_bench.weights import resolve
+
+        try:
+            resolve(cfg.weights)  # a missing or damaged file: one line, before any data is read
+        except UserError as e:
+            raise UserError(prefix + str(e)) from None
     if check_device and cfg.precision == "16-mixed" and not uses_cuda(cfg.accelerator):
         raise UserError(f"{prefix}--precision 16-mixed needs a CUDA GPU (--accelerator gpu); on CPU use bf16-mixed")
 

@@ -52,23 +52,82 @@ def build(cfg: TrainConfig):
         speed["clip_cache"] = cfg.clip_cache
     speed.update(cfg.data_args)  # -d / suite data_args win
     dm = data_cls(
-        cfg.root, batch_size=cfg.batch_size, seed=cfg.seed, fold=cfg.fold,
+        cfg.root, batch_size=batch_size_of(cfg), seed=cfg.seed, fold=cfg.fold,
         limit_per_class=cfg.limit_per_class, input_size=input_size, in_chans=in_chans, **speed,
     )
-    hp = dict(method_cls.default_hparams)
+    hp = method_cls.defaults()
     hp.update(cfg.method_args)
     if cfg.max_epochs is not None:
         hp["max_epochs"] = cfg.max_epochs
     model = method_cls(num_classes=dm.num_classes, classes=list(dm.classes), in_chans=in_chans,
                        input_size=input_size, **hp)
     if cfg.weights:
-        model.load_weights(cfg.weights)
+        from fer_bench.weights import resolve
+
+        model.load_weights(str(resolve(cfg.weights).path))
     model.test_tta = cfg.tta
     if cfg.channels_last:
         import torch
 
         model = model.to(memory_format=torch.channels_last)
     return dm, model
+
+
+def actual_recipe(cfg: TrainConfig) -> dict[str, Any]:
+    """What a run does, in the terms of its method's recipe (:mod:`fer_bench.methods.recipe`),
+    from the config alone (no data read), so that a row can say how it deviates."""
+    from fer_bench.data import DATASETS
+    from fer_bench.methods import METHODS
+
+    method_cls, data_cls = METHODS.get(cfg.method), DATASETS.get(cfg.dataset)
+    hp = {**method_cls.defaults(), **cfg.method_args}
+    if cfg.max_epochs is not None:
+        hp["max_epochs"] = cfg.max_epochs
+    recipe = method_cls.recipe()
+    recipe = recipe.for_dataset(cfg.dataset) if recipe is not None else None
+    da = cfg.data_args
+    actual: dict[str, Any] = {
+        "init": _weights_name(cfg.weights) if cfg.weights else "scratch",
+        "input_size": cfg.input_size or method_cls.default_input_size,
+        "in_chans": cfg.in_chans or method_cls.default_in_chans,
+        "optimizer": hp.get("optimizer"), "lr": hp.get("lr"), "momentum": hp.get("momentum"),
+        "weight_decay": hp.get("weight_decay"), "scheduler": hp.get("scheduler"),
+        "step_size": hp.get("step_size"), "gamma": hp.get("gamma"), "epochs": hp.get("max_epochs"),
+        "batch_size": batch_size_of(cfg), "loss_weights": hp, "sampler": da.get("sampler", "uniform"),
+        "tta": cfg.tta,
+    }
+    # what the DataModule applies: the method's recipe unless a data argument overrides it
+    for name in ("augmentation", "normalization", "test_frames"):
+        if recipe is not None and name in recipe.fields:
+            actual[name] = da.get(name, recipe.value(name))
+    if data_cls.info.modality == "dynamic":
+        actual["frames"] = da.get("frames", 16)
+    return {k: v for k, v in actual.items() if v is not None or k == "loss_weights"}
+
+
+def batch_size_of(cfg: TrainConfig) -> int:
+    """The run's batch size: the config's, else the method's recipe's (else 32)."""
+    if cfg.batch_size is not None:
+        return cfg.batch_size
+    from fer_bench.methods import METHODS
+
+    recipe = METHODS.get(cfg.method).recipe()
+    return int(recipe.for_dataset(cfg.dataset).value("batch_size", 32)) if recipe is not None else 32
+
+
+def run_deviations(cfg: TrainConfig) -> list[str]:
+    """The recipe fields in which this run differs from its method's recipe (``epochs 40≠70``)."""
+    from fer_bench.methods import METHODS
+    from fer_bench.methods.recipe import deviations
+
+    recipe = METHODS.get(cfg.method).recipe()
+    return deviations(recipe.for_dataset(cfg.dataset), actual_recipe(cfg)) if recipe is not None else []
+
+
+def _weights_name(weights: str) -> str:
+    from fer_bench.weights import WEIGHTS
+
+    return weights if weights in WEIGHTS else Path(weights).name
 
 
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool, max_epochs: int):
@@ -153,6 +212,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "precision": cfg.precision,
         "tta": cfg.tta,
+        "deviations": run_deviations(cfg),
         "accelerator": accelerator_name(trainer),
     }
     if trainer.is_global_zero:

@@ -24,7 +24,7 @@ from fer_bench.files import atomic_write_text
 VERSION_RE = re.compile(r"^v(\d{3,})\.csv$")
 BASE_COLUMNS = [
     "suite", "method", "dataset", "classes", "fold", "label_mode", "sampler", "input_size", "pretrained",
-    "tta", "seed", "war", "uar",
+    "tta", "seed", "war", "uar", "deviations", "paper_protocol",
 ]
 TAIL_COLUMNS = [
     "best_epoch", "selection", "n_train", "n_val", "n_test", "skipped_files", "params", "train_seconds",
@@ -138,10 +138,16 @@ def protocol_tag(df: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
 def summarise(df: pd.DataFrame, papers: dict[tuple[str, str, str], float] | None = None) -> pd.DataFrame:
     """Mean ± std over seeds and folds of WAR and UAR per method × dataset (ok runs only),
-    in percent, with the paper's number (from ``papers``, see :func:`read_papers`) and the
-    difference."""
+    in percent, with the paper's number (from ``papers``, see :func:`read_papers`), the
+    difference, and whether that difference may be read as a reproduction (``reproduction``):
+    only when no run of the cell deviates from its method's recipe and the paper states the
+    protocol of its number (the row columns ``deviations`` and ``paper_protocol``)."""
     papers = papers or {}
     ok = df[df["status"] == "ok"] if "status" in df else df
     out = []
@@ -155,6 +161,12 @@ def summarise(df: pd.DataFrame, papers: dict[tuple[str, str, str], float] | None
             paper = paper_value(papers, method, dataset, m)
             rec[f"paper_{m}"] = paper
             rec[f"diff_{m}"] = None if paper is None else rec[m] - paper
+        devs = sorted({d.strip() for v in g.get("deviations", pd.Series(dtype=object)) for d in _text(v).split(";")
+                       if d.strip()})
+        proto = sorted({_text(v) for v in g.get("paper_protocol", pd.Series(dtype=object)) if _text(v)})
+        rec["deviations"] = "; ".join(devs)
+        rec["paper_protocol"] = "; ".join(proto)
+        rec["reproduction"] = not devs and proto == ["stated"]
         out.append(rec)
     failed = df[df["status"] != "ok"] if "status" in df else df.iloc[0:0]
     for (method, dataset), g in failed.groupby(["method", "dataset"], sort=True):
@@ -173,18 +185,41 @@ def _fmt(v: Any, std: Any = None) -> str:
     return s
 
 
+DEVIATES, NOT_STATED = "†", "‡"
+
+
+def _diff_cell(r, metric: str) -> str:
+    d = r.get(f"diff_{metric}")
+    if d is None or (isinstance(d, float) and math.isnan(d)):
+        return ""
+    if r.get("reproduction"):
+        return _fmt(d)
+    mark = DEVIATES if _text(r.get("deviations")) else ""
+    mark += NOT_STATED if _text(r.get("paper_protocol")) != "stated" else ""
+    return f"{_fmt(d)} {mark}"
+
+
 def markdown_table(summary: pd.DataFrame) -> str:
-    head = ("| method | dataset | WAR % | paper WAR | Δ WAR | UAR % | paper UAR | Δ UAR | runs | protocol |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+    """The README table.  A difference to a paper's number is plain only for a reproduction
+    (the paper's recipe and a stated protocol); otherwise it carries † (the recipe deviates:
+    the notes column says how) and/or ‡ (the paper does not state the protocol of its number)."""
+    head = ("| method | dataset | WAR % | paper WAR | Δ WAR | UAR % | paper UAR | Δ UAR | runs | protocol | notes |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for _, r in summary.iterrows():
         if r.get("runs", 0) == 0:
-            lines.append(f"| {r['method']} | {r['dataset']} | {r.get('status', 'failed')} | | | | | | 0 | |")
+            lines.append(f"| {r['method']} | {r['dataset']} | {r.get('status', 'failed')} | | | | | | 0 | | |")
             continue
+        notes = []
+        if _text(r.get("deviations")):
+            notes.append(f"{DEVIATES} deviates: {r['deviations']}")
+        proto = _text(r.get("paper_protocol"))
+        if proto and proto != "stated" and (_text(r.get("paper_war")) or _text(r.get("paper_uar"))):
+            notes.append(f"{NOT_STATED} paper protocol {proto}")
         lines.append(
             f"| {r['method']} | {r['dataset']} | {_fmt(r['war'], r['war_std'])} | {_fmt(r['paper_war'])} | "
-            f"{_fmt(r['diff_war'])} | {_fmt(r['uar'], r['uar_std'])} | {_fmt(r['paper_uar'])} | {_fmt(r['diff_uar'])} | "
-            f"{r['runs']} | {r['protocol']} |"
+            f"{_diff_cell(r, 'war')} | {_fmt(r['uar'], r['uar_std'])} | {_fmt(r['paper_uar'])} | "
+            f"{_diff_cell(r, 'uar')} | {r['runs']} | {r['protocol']} | {'; '.join(notes)} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -201,7 +236,9 @@ def write_readme(folder: Path, suite: str) -> Path:
         f"mean ± std over seeds and folds (the average of per-run numbers, not pooled predictions),\n"
         f"checkpoints chosen on validation ({row.get('selection', 'val')}), the test split evaluated once.\n"
         f"Paper columns come from `leaderboards/papers.csv` (the methods' metadata); empty where the\n"
-        f"paper reports no number. Δ = ours − paper.\n\n"
+        f"paper reports no number. Δ = ours − paper; it is a reproduction only when unmarked: {DEVIATES} = the\n"
+        f"run deviates from the method's recipe (notes: field ours≠recipe), {NOT_STATED} = the paper does not\n"
+        f"state the protocol of its number (class count or split).\n\n"
         f"Code: fer_bench {row.get('fer_bench_version', '')}, git {str(row.get('git_commit', ''))[:10]}"
         f"{' (dirty)' if str(row.get('git_dirty')) == 'True' else ''}, torch {row.get('torch_version', '')}, "
         f"lightning {row.get('lightning_version', '')}; {row.get('devices', '')} device(s) × "

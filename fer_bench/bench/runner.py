@@ -87,10 +87,41 @@ def job_dir(run_dir: Path, job: Job) -> Path:
     return run_dir / "jobs" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", job.key)
 
 
+def pretrained_tag(weights: str | None) -> str:
+    """The row's ``pretrained`` column: ``none``, ``name@sha256[:8]`` of a registered or given file."""
+    if not weights:
+        return "none"
+    from fer_bench.errors import UserError
+    from fer_bench.weights import resolve
+
+    try:
+        return resolve(weights).tag
+    except UserError:
+        return Path(weights).name
+
+
+def paper_protocol(method_cls, dataset: str, classes: int | None = None) -> str:
+    """Whether the paper states the protocol of its number on ``dataset``: ``stated``,
+    ``not stated (classes, split)``, ``differs (classes 7≠8)``, or ``""`` (no paper number)."""
+    recipe = method_cls.recipe()
+    proto = recipe.protocols.get(dataset) if recipe is not None else None
+    if not proto:
+        return ""
+    missing = [k for k in ("classes", "split") if proto[k].status == "not stated"]
+    if missing:
+        return f"not stated ({', '.join(missing)})"
+    want = proto["classes"].value
+    if classes is not None and isinstance(want, int) and int(classes) != want:
+        return f"differs (classes {int(classes)}≠{want})"
+    return "stated"
+
+
 def base_row(suite: str, job: Job, cfg: TrainConfig, method_cls) -> dict[str, Any]:
     """The leaderboard row of a job before it runs: what it claims comes from its config."""
     import lightning
     import torch
+
+    from fer_bench.train import run_deviations
 
     da = cfg.data_args
     return {
@@ -98,11 +129,48 @@ def base_row(suite: str, job: Job, cfg: TrainConfig, method_cls) -> dict[str, An
         "classes": da.get("classes"),  # replaced by the run's own class count when it finishes
         "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": da.get("sampler"),
         "input_size": cfg.input_size or method_cls.default_input_size,
-        "pretrained": Path(cfg.weights).name if cfg.weights else "none", "tta": cfg.tta,
+        "pretrained": pretrained_tag(cfg.weights), "tta": cfg.tta,
         "seed": job.seed, "selection": f"val/{cfg.monitor}", "precision": cfg.precision,
+        "deviations": "; ".join(run_deviations(cfg)),
+        "paper_protocol": paper_protocol(method_cls, job.dataset, da.get("classes")),
         "torch_version": torch.__version__, "lightning_version": lightning.__version__,
         "fer_bench_version": fer_bench.__version__, "config_hash": job.config_hash, "job": job.key,
     }
+
+
+def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
+    """Jobs whose recipe pre-trains get the recipe's weights when they are available (see
+    :func:`run_suite`); ``mode`` ``required`` drops the others with one line per cell."""
+    from dataclasses import replace as dc_replace
+
+    from fer_bench.errors import verify_choice
+    from fer_bench.methods import METHODS
+    from fer_bench.errors import UserError
+    from fer_bench.weights import WEIGHTS, resolve
+
+    verify_choice(mode, "--paper-init", PAPER_INIT_MODES)
+    out, said = [], set()
+    for j in jobs:
+        recipe = METHODS.get(j.method).recipe()
+        init = recipe.for_dataset(j.dataset).value("init", "scratch") if recipe is not None else "scratch"
+        if init == "scratch" or j.settings.get("weights") or init not in WEIGHTS:
+            out.append(j)
+            continue
+        try:
+            resolve(init)
+        except UserError as e:
+            if mode == "required":
+                if j.cell not in said:
+                    echo(f"skip: {j.row_method}/{j.dataset}: its recipe starts from {init}, not available ({e})")
+                    said.add(j.cell)
+                continue
+            out.append(j)
+            continue
+        out.append(dc_replace(j, settings={**j.settings, "weights": init}))
+    return out
+
+
+PAPER_INIT_MODES = ("if-available", "required")
 
 
 def run_suite(
@@ -119,12 +187,16 @@ def run_suite(
     logger: str = "csv",
     progress: bool = True,
     speed: dict[str, Any] | None = None,
+    paper_init: str = "if-available",
     echo=print,
 ) -> Path | None:
     """Run every unfinished job of ``suite``; publish a leaderboard version when all are done.
 
     ``speed``: speed settings (``num_workers``, ``cache_images``, ...) for every job, over
-    the cells' own; they never change a job's config hash.  Returns the new ``vNNN.csv``
+    the cells' own; they never change a job's config hash.  ``paper_init``: a job whose method's
+    recipe starts from pre-trained weights (and whose cell names none) uses them when the file is
+    under ``$FER_WEIGHTS``; when it is not, ``if-available`` runs it from scratch (the row lists
+    the deviation) and ``required`` skips it with one line.  Returns the new ``vNNN.csv``
     (``None`` on ranks other than 0).
     """
     from fer_bench.data import DATASETS
@@ -153,6 +225,7 @@ def run_suite(
 
     jobs = [j for j in suite.jobs if not only or any(
         fnmatch.fnmatchcase(j.cell, pat) or pat == f"{j.row_method}/{j.dataset}" for pat in only)]
+    jobs = with_paper_init(jobs, paper_init, echo if rank0 else (lambda *_: None))
     done = {r["job"] for r in read_rows(rdir)}
     todo = [j for j in jobs if j.key not in done]
     missing: set[str] = set()
@@ -190,6 +263,7 @@ def run_suite(
                 raise FloatingPointError("non-finite test metrics")
             proto = res.get("protocol", {})
             row.update(label_mode=proto.get("label_mode", row["label_mode"]), sampler=proto.get("sampler", row["sampler"]))
+            row.update(paper_protocol=paper_protocol(method_cls, job.dataset, len(res["classes"])))
             row.update(status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
                        best_epoch=res["best_epoch"],
                        n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],

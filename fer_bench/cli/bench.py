@@ -58,7 +58,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: {args.suite} has seeds {known}")
     path = run_suite(suite, data_root=args.data_root, devices=args.devices, num_nodes=args.num_nodes,
                      accelerator=args.accelerator, only=args.only, resume=args.resume, run_dir=args.run_dir,
-                     leaderboards=args.leaderboards, logger=args.logger, progress=args.progress, speed=speed)
+                     leaderboards=args.leaderboards, logger=args.logger, progress=args.progress, speed=speed,
+                     paper_init=args.paper_init)
     if path is not None:
         show_summary(path.parent, path.stem)
     return 0
@@ -139,6 +140,9 @@ def add_bench_commands(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="finish the jobs of an interrupted run")
     p.add_argument("--run-dir", help="run folder (give the same one to every torchrun/SLURM rank)")
     p.add_argument("--leaderboards", default="leaderboards")
+    p.add_argument("--paper-init", default="if-available", choices=["if-available", "required"],
+                   help="cells whose recipe pre-trains: use the weights under $FER_WEIGHTS when there; when not, "
+                        "run from scratch with the deviation recorded (if-available) or skip the cell (required)")
     p.add_argument("-o", "--override", type=S.key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
     p.set_defaults(func=cmd_bench)

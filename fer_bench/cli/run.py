@@ -26,6 +26,7 @@ def catalogue() -> dict[str, list[dict[str, Any]]]:
             "fidelity": cls.paper.fidelity,
             "input": f"{model.in_chans}x{model.input_size}x{model.input_size}",
             "params": count_params(model),
+            "recipe": cls.recipe().as_dict(),
         })
     datasets = [
         {"name": name, "modality": cls.info.modality, "classes": list(cls.classes), "protocol": cls.info.protocol}
@@ -34,8 +35,43 @@ def catalogue() -> dict[str, list[dict[str, Any]]]:
     return {"methods": methods, "datasets": datasets}
 
 
+def print_recipe(method: str) -> None:
+    """``fer-bench list --recipe METHOD``: every recipe field with its status and source."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from fer_bench.methods import METHODS
+
+    recipe = METHODS.get(method).recipe()
+    console = Console() if Console().is_terminal else Console(width=200)
+
+    def show(title: str, items: dict) -> None:
+        t = Table(title=escape(title))
+        for col in ("field", "value", "status", "source"):
+            t.add_column(col, overflow="fold")
+        for k, item in items.items():
+            t.add_row(k, escape(str(item.value)), item.status, escape(item.source))
+        console.print(t)
+
+    show(f"{method}: recipe", recipe.fields)
+    for dataset, fields in recipe.datasets.items():
+        show(f"{method}: recipe on {dataset}", fields)
+    for dataset, proto in recipe.protocols.items():
+        show(f"{method}: the paper's protocol on {dataset}", proto)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.recipe and not args.json:
+        print_recipe(args.recipe)
+        return 0
     cat = catalogue()
+    if args.recipe:
+        cat = {"methods": [m for m in cat["methods"] if m["name"] == args.recipe]}
+        if not cat["methods"]:
+            from fer_bench.methods import METHODS
+
+            METHODS.get(args.recipe)  # unknown name: the registry's error lists the valid ones
     if args.json:
         print(json.dumps(cat, indent=2))
         return 0
@@ -93,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def add_run_commands(sub) -> None:
     p = sub.add_parser("list", help="registered methods and datasets")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--recipe", metavar="METHOD", help="the method's training recipe, each field published or "
+                   "reconstructed with its source")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("train", help="train one method on one dataset")
     S.add_setting_args(p, ("job", "protocol", "run", "speed", "launch"), required=("method", "dataset"))

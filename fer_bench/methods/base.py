@@ -64,7 +64,7 @@ class FERMethod(L.LightningModule):
     paper: ClassVar[PaperRecord] = PaperRecord(citation="")
     default_input_size: ClassVar[int] = 48
     default_in_chans: ClassVar[int] = 1
-    default_hparams: ClassVar[dict[str, Any]] = {}
+    default_hparams: ClassVar[dict[str, Any]] = {}  # registered methods take theirs from their recipe
     # allowed values of string hyper-parameters, checked before a run (fer_bench.settings.validate)
     hparam_choices: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
 
@@ -107,9 +107,25 @@ class FERMethod(L.LightningModule):
         self.test_tta = "none"  # test-time augmentation, set by the run (fer_bench.settings.TTA_MODES)
 
     @classmethod
+    def recipe(cls):
+        """The method's training recipe (:mod:`fer_bench.methods.recipe`), ``None`` for an
+        unregistered subclass."""
+        from fer_bench.methods.recipe import load_recipe
+
+        name = getattr(cls, "registry_name", None)
+        return load_recipe(name) if name else None
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The method's default hyper-parameters: its recipe's optimiser, schedule, epochs and
+        loss weights (the single source), then ``default_hparams`` of an unregistered subclass."""
+        recipe = cls.recipe()
+        return {**(recipe.hparams() if recipe else {}), **cls.default_hparams}
+
+    @classmethod
     def from_defaults(cls, **overrides: Any) -> "FERMethod":
-        """Build with the paper's defaults, then the caller's overrides."""
-        return cls(**{**cls.default_hparams, **overrides})
+        """Build with the recipe's defaults, then the caller's overrides."""
+        return cls(**{**cls.defaults(), **overrides})
 
     # -- what a method defines ----------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

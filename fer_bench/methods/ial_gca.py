@@ -51,11 +51,7 @@ IAL_CITATION = ("H. Li, H. Niu, Z. Zhu, F. Zhao, \"Intensity-Aware Loss for Dyna
                 "Recognition in the Wild\", AAAI 2023 (arXiv 2208.10335)")
 IAL_CODE = "https://github.com/muse1998/IAL-for-Facial-Expression-Recognition"
 
-#: the official recipe (main.py): SGD(lr 1e-3, momentum 0.9, weight decay 0.1), StepLR(7, 0.5),
-#: batch 40 clips.  The official script's epoch count is 1000 with the best epoch kept; it has
-#: converged long before: after 70 epochs StepLR has halved the rate 10 times (~1e-6).
-IAL_HPARAMS: dict[str, Any] = dict(optimizer="sgd", lr=1e-3, momentum=0.9, weight_decay=0.1, scheduler="step",
-                                   step_size=7, gamma=0.5, max_epochs=70, batch_size=40)
+# the official recipe (optimiser, schedule, batch, augmentation): recipes/ial_gca.yaml
 
 
 class IALNet(nn.Module):
@@ -136,7 +132,6 @@ class IALGCA(FERMethod):
     modality = "dynamic"
     default_input_size = 112
     default_in_chans = 3
-    default_hparams = dict(IAL_HPARAMS)
     attention_kind = "gca"
     loss_weights = {"aux2_weight": 0.05, "aux3_weight": 0.0, "ial_weight": 0.1}
     paper = PaperRecord(

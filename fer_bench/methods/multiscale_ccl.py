@@ -56,8 +56,6 @@ class MultiScaleCCL(MarginCentreMethod):
     margin_attr = "cosface"
     default_input_size = 224
     default_in_chans = 3
-    default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, scheduler="cosine",
-                           max_epochs=40)
     paper = PaperRecord(
         citation="Wen Xiaoyu, Zhou Juxiang, Gan Jianhou, Luo Sen, \"A discriminative multiscale feature extraction "
         "network for facial expression recognition in the wild\", Measurement Science and Technology 2024",

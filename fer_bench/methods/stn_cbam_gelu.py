@@ -39,7 +39,6 @@ class STNCBAMGELU(FERMethod):
     modality = "static"
     default_input_size = 48
     default_in_chans = 1
-    default_hparams = dict(optimizer="adam", lr=1e-3, weight_decay=1e-4, scheduler="cosine", max_epochs=100)
     paper = PaperRecord(
         citation="C. Wang, Z. Wang, D. Cui, \"Facial Expression Recognition with Attention Mechanism\", "
         "CISP-BMEI 2021",
