@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from fer_bench.data import DATASETS
-from fer_bench.data.base import CANONICAL_CLASSES
+from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.cli import check_dataset
 from fer_bench.data.video import ClipDataset, write_frame_folder
+from fer_bench.synth import write_layout
 from fer_bench.errors import DataFormatError, UserError
 
 SETUPS = Path("4_setups/All_scenes")
@@ -100,7 +101,7 @@ def test_list_errors_name_file_and_line(tmp_path):
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("ferv39k")
-    DATASETS.get("ferv39k").synth(str(root), per_class=5, seed=0, size=32, max_frames=20)
+    write_layout("ferv39k", str(root), per_class=5, seed=0, size=32, max_frames=20)
     return root
 
 
