@@ -123,15 +123,3 @@ def test_synth_layout_and_counts(tree):
     assert np.bincount(dm.splits["val"].labels, minlength=7).tolist() == [1] * 7
     assert np.bincount(dm.splits["train"].labels, minlength=7).tolist() == [3] * 7
     assert not dm.splits["val"].base.train and dm.splits["train"].base.train
-
-
-def test_one_epoch_run_writes_metrics(tree, tmp_path):
-    from fer_bench.train import TrainConfig, run
-
-    out = tmp_path / "run"
-    run(TrainConfig(method="resnet18_lstm", dataset="ferv39k", root=str(tree), max_epochs=1, limit_per_class=2,
-                    batch_size=4, input_size=32, progress=False, out=str(out), data_args={"frames": 4}))
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_test"] == 7 and metrics["n_val"] == 7 and metrics["n_train"] == 14
-    assert metrics["skipped_files"] == [] and metrics["n_evaluated"] == 7
-    assert metrics["classes"] == list(CANONICAL_CLASSES)

@@ -146,7 +146,7 @@ def test_cli_check_compound_exits_nonzero(tmp_path, capsys):
     assert err.startswith(f"{label_file}, line ") and "compound" in err and str(label_file) in out.err
 
 
-@pytest.mark.parametrize("layout", ["basic", "kaggle"])
+@pytest.mark.parametrize("layout", ["kaggle"])  # the default basic layout: tests/test_datasets.py
 def test_train_one_epoch(tmp_path, layout):
     from fer_bench.train import TrainConfig, run
 
