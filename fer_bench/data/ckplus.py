@@ -81,9 +81,8 @@ from torch.utils.data import Dataset
 
 from fer_bench.classes import CANONICAL_CLASSES_8
 from fer_bench.data.base import DatasetInfo, FERDataModule
-from fer_bench.data.faces import CENTER_BOX, HaarFaceDetector, crop_face, haar_available, landmark_box  # noqa: F401
-from fer_bench.data.io import ImageListDataset, decode_image, to_chw
-from fer_bench.errors import DataFormatError, UnreadableSample, UserError, verify_choice
+from fer_bench.data.faces import CroppedFrames, crop_face, face_boxes, haar_available, landmark_box  # noqa: F401
+from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 
 N_FOLDS = 10
@@ -293,17 +292,8 @@ def scan_ck48(base: str | os.PathLike) -> list[tuple[str, str, str, int]]:
 # --------------------------------------------------------------------------------------
 # dataset and DataModule
 # --------------------------------------------------------------------------------------
-class CKPlusFrames(ImageListDataset):
-    """Grey frames, each cropped by its box (``(-1, -1, -1, -1)`` = centre square; no boxes =
-    the whole image); a box is shifted inside the frame, not truncated (see :func:`crop_face`)."""
-
-    def __getitem__(self, i: int):
-        img = decode_image(self.paths[i], grey=True)
-        if self.boxes is not None:
-            img = crop_face(img, self.boxes[i])
-            if img.size == 0:
-                raise UnreadableSample(self.paths[i], "empty face crop")
-        return to_chw(img), int(self.labels[i])
+#: grey frames cropped by their face boxes (:class:`fer_bench.data.faces.CroppedFrames`)
+CKPlusFrames = CroppedFrames
 
 
 @DATASETS.register("ckplus")
@@ -383,33 +373,12 @@ class CKPlus(FERDataModule):
         names = [r[1] for r in rows]
         groups = [r[3] for r in rows]
         crop = self._resolve_crop(root)
-        boxes = None
-        fallbacks = 0
-        if crop == "center":
-            boxes = np.tile(np.asarray(CENTER_BOX, np.int64), (len(rows), 1))
-        elif crop == "landmarks":
-            boxes = np.empty((len(rows), 4), np.int64)
-            for i, p in enumerate(paths):
-                lp = landmark_path(root, p)
-                if lp.is_file():
-                    boxes[i] = landmark_box(parse_landmarks(lp))
-                else:
-                    boxes[i] = CENTER_BOX
-                    fallbacks += 1
-        elif crop == "haar":
-            det = HaarFaceDetector(self.cascade)
-            boxes = np.empty((len(rows), 4), np.int64)
-            for i, p in enumerate(paths):
-                try:
-                    box = det.detect_file(p)
-                except UnreadableSample:
-                    boxes[i] = CENTER_BOX  # not a fallback: the sample is skipped and counted when read
-                    continue
-                if box is None:
-                    boxes[i] = CENTER_BOX
-                    fallbacks += 1
-                else:
-                    boxes[i] = box
+
+        def landmarks(p: str):
+            lp = landmark_path(root, p)
+            return parse_landmarks(lp) if lp.is_file() else None
+
+        boxes, fallbacks = face_boxes(paths, crop, landmarks=landmarks, cascade=self.cascade)
         if fallbacks:
             warnings.warn(f"ckplus: {fallbacks} of {len(rows)} frames have no "
                           f"{'landmark file' if crop == 'landmarks' else 'detected face'}; centre crop used",

@@ -10,8 +10,8 @@ import os
 import cv2
 import numpy as np
 
-from fer_bench.data.io import decode_image
-from fer_bench.errors import UserError
+from fer_bench.data.io import ImageListDataset, decode_image, to_chw
+from fer_bench.errors import UnreadableSample, UserError
 
 CENTER_FRACTION = 0.75
 LANDMARK_MARGIN = 0.10
@@ -93,3 +93,51 @@ class HaarFaceDetector:
         if key not in _DETECTIONS:
             _DETECTIONS[key] = self.detect(decode_image(path, grey=True))
         return _DETECTIONS[key]
+
+
+def face_boxes(paths, crop: str, *, landmarks=None, cascade: str | None = None) -> tuple[np.ndarray | None, int]:
+    """``(boxes int64 [N, 4] or None, fallbacks)`` of frames for a crop mode.
+
+    ``crop``: ``none`` (no boxes), ``center`` (every box :data:`CENTER_BOX`), ``landmarks``
+    (``landmarks(path)`` gives a frame's points or ``None``), ``haar`` (the largest detected
+    face).  A frame without landmarks or without a detected face gets the centre box and
+    counts as a fallback; an unreadable frame gets the centre box uncounted (the sample is
+    skipped and counted when read).
+    """
+    if crop == "none":
+        return None, 0
+    n = len(paths)
+    boxes = np.tile(np.asarray(CENTER_BOX, np.int64), (n, 1))
+    fallbacks = 0
+    if crop == "landmarks":
+        for i, p in enumerate(paths):
+            pts = landmarks(p)
+            if pts is None:
+                fallbacks += 1
+            else:
+                boxes[i] = landmark_box(pts)
+    elif crop == "haar":
+        det = HaarFaceDetector(cascade)
+        for i, p in enumerate(paths):
+            try:
+                box = det.detect_file(p)
+            except UnreadableSample:
+                continue  # not a fallback: the sample is skipped and counted when read
+            if box is None:
+                fallbacks += 1
+            else:
+                boxes[i] = box
+    return boxes, fallbacks
+
+
+class CroppedFrames(ImageListDataset):
+    """Grey frames, each cropped by its box (``(-1, -1, -1, -1)`` = centre square; no boxes =
+    the whole image); a box is shifted inside the frame, not truncated (see :func:`crop_face`)."""
+
+    def __getitem__(self, i: int):
+        img = decode_image(self.paths[i], grey=True)
+        if self.boxes is not None:
+            img = crop_face(img, self.boxes[i])
+            if img.size == 0:
+                raise UnreadableSample(self.paths[i], "empty face crop")
+        return to_chw(img), int(self.labels[i])
