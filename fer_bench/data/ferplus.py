@@ -48,7 +48,7 @@ majority, as in the reference's ``train.py``.  With the real file majority mode 
 25,060 / 3,199 / 3,153 images (Training / PublicTest / PrivateTest).
 
 FERPlus order (neutral, happiness, surprise, sadness, anger, disgust, fear, contempt) is mapped
-onto :data:`~fer_bench.data.base.CANONICAL_CLASSES_8` (angry, disgust, fear, happy, sad,
+onto :data:`~fer_bench.classes.CANONICAL_CLASSES_8` (angry, disgust, fear, happy, sad,
 surprise, neutral, contempt).  The reference model's input is 64x64 (``models.py`` VGG13), hence
 ``default_input_size = 64``.
 """
