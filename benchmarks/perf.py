@@ -87,16 +87,15 @@ def machine() -> dict[str, Any]:
 # data
 # --------------------------------------------------------------------------------------
 def make_data(tmp: Path, need_dynamic: bool) -> dict[str, Path]:
-    from fer_bench.data.dfew import DFEW
-    from fer_bench.data.fer2013 import FER2013
+    from fer_bench.synth import write_layout
 
     roots = {"fer2013": tmp / "fer2013"}
     log("writing FER2013 csv (synthetic, 48x48 grey)")
-    FER2013.synth(str(roots["fer2013"]), per_class=110, layout="csv")
+    write_layout("fer2013", str(roots["fer2013"]), per_class=110, layout="csv")
     if need_dynamic:
         roots["dfew"] = tmp / "dfew"
         log("writing DFEW release layout (synthetic, 112x112, mp4 + frame folders, 24-48 frames/clip)")
-        DFEW.synth(str(roots["dfew"]), per_class=7, layout="release", size=112, min_frames=24, max_frames=48)
+        write_layout("dfew", str(roots["dfew"]), per_class=7, layout="release", size=112, min_frames=24, max_frames=48)
     return roots
 
 
@@ -372,9 +371,10 @@ def rss_subprocess(imports: str, body: str, extra: str = "0") -> dict[str, float
 def write_affectnet_290k(root: Path, rows: int = 290_000) -> Path:
     import hashlib
 
-    from fer_bench.data.affectnet import AffectNet, LISTS_DIR, TRAIN_CSV
+    from fer_bench.data.affectnet import LISTS_DIR, TRAIN_CSV
+    from fer_bench.synth import write_layout
 
-    AffectNet.synth(str(root), per_class=2, layout="csv")
+    write_layout("affectnet", str(root), per_class=2, layout="csv")
     path = root / LISTS_DIR / TRAIN_CSV
     lines = path.read_text().splitlines()
     header, body = lines[0], lines[1:]

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 
-from fer_bench.data.synthetic import make_clips, make_static
+from fer_bench.synth import make_clips, make_static
 from fer_bench.methods import METHODS, count_params
 
 

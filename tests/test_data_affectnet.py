@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_bench.data import CANONICAL_CLASSES, CANONICAL_CLASSES_8, DATASETS
+from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
+from fer_bench.data import DATASETS
 from fer_bench.data import affectnet as af
-from fer_bench.data.ckplus import mark_level
 from fer_bench.data.io import decode_image
 from fer_bench.errors import DataFormatError, UserError
+from fer_bench.synth import write_layout
+from fer_bench.synth.samples import mark_level
 
 PER_CLASS = 3
 # written out here, independently of the parser: AffectNet code -> canonical name
@@ -29,14 +31,14 @@ HEADER = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_land
 @pytest.fixture(scope="module")
 def csv_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("affectnet_csv")
-    DATASETS.get("affectnet").synth(str(root), per_class=PER_CLASS, seed=0, layout="csv", mark=True)
+    write_layout("affectnet", str(root), per_class=PER_CLASS, seed=0, layout="csv", mark=True)
     return root
 
 
 @pytest.fixture(scope="module")
 def npy_tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("affectnet_npy")
-    DATASETS.get("affectnet").synth(str(root), per_class=PER_CLASS, seed=0, layout="npy", mark=True)
+    write_layout("affectnet", str(root), per_class=PER_CLASS, seed=0, layout="npy", mark=True)
     return root
 
 
@@ -135,7 +137,7 @@ def test_codes_8_to_10_dropped_and_bad_rows_named(tmp_path):
     assert e.value.line == 1
     with pytest.raises(DataFormatError, match="train_set"):
         make(tmp_path / "nothing_here", layout="npy").build_splits()
-    with pytest.raises(UserError, match="7 or 8"):
+    with pytest.raises(UserError, match="classes must be one of 7, 8"):
         make(tmp_path, classes=6)
 
 

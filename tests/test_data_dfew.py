@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from fer_bench.data import DATASETS
-from fer_bench.data.base import CANONICAL_CLASSES
+from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.cli import check_dataset
 from fer_bench.data.video import write_frame_folder, write_mp4
+from fer_bench.synth import write_layout
 from fer_bench.errors import DataFormatError, UserError
 
 PER_CLASS = 5  # -> exactly one clip per class in each fold's test file
@@ -45,9 +46,9 @@ def _csv_rows(path: Path) -> dict[int, int]:
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     base = tmp_path_factory.mktemp("dfew")
-    DATASETS.get("dfew").synth(str(base / "affine"), per_class=PER_CLASS, seed=0, layout="affine", size=32,
+    write_layout("dfew", str(base / "affine"), per_class=PER_CLASS, seed=0, layout="affine", size=32,
                                max_frames=20)
-    DATASETS.get("dfew").synth(str(base / "release"), per_class=PER_CLASS, seed=0, layout="release", size=32,
+    write_layout("dfew", str(base / "release"), per_class=PER_CLASS, seed=0, layout="release", size=32,
                                max_frames=20)
     return base
 

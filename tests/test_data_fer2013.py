@@ -11,10 +11,13 @@ import pytest
 import torch
 
 from fer_bench.data import DATASETS
+from fer_bench.classes import CANONICAL_CLASSES_8
 from fer_bench.data import fer2013 as F
-from fer_bench.data.base import CANONICAL_CLASSES_8
+from fer_bench.data import fer2013_csv as FC
+from fer_bench.data import ferplus as FP
 from fer_bench.data.cli import check_dataset
-from fer_bench.data.imagefolder import class_grey_level, synth_images
+from fer_bench.synth import write_layout
+from fer_bench.synth.samples import class_grey_level, synth_images
 from fer_bench.errors import DataFormatError
 
 REAL_VOTES = Path(__file__).resolve().parents[2] / "shared/data/ferplus/fer2013new.csv"
@@ -42,7 +45,7 @@ def _train(dataset: str, root: Path, out: Path, **data_args) -> dict:
 @pytest.mark.parametrize("layout", ["csv", "icml", "folders"])
 def test_fer2013_synth_read_back(tmp_path, layout):
     """Every layout: 3 images per class in each split, labels match the class-encoding pixels."""
-    DATASETS.get("fer2013").synth(str(tmp_path), per_class=3, seed=1, layout=layout, pattern="class-grey")
+    write_layout("fer2013", str(tmp_path), per_class=3, seed=1, layout=layout, pattern="class-grey")
     dm = DATASETS.get("fer2013")(str(tmp_path))
     splits = dm.build_splits()
     assert dm.resolved_layout == layout
@@ -57,8 +60,8 @@ def test_fer2013_synth_read_back(tmp_path, layout):
 
 
 def test_fer2013_csv_holds_the_synthetic_faces_exactly(tmp_path):
-    DATASETS.get("fer2013").synth(str(tmp_path), per_class=2, seed=5)
-    table = F.read_fer2013_csv(tmp_path / "fer2013.csv")
+    write_layout("fer2013", str(tmp_path), per_class=2, seed=5)
+    table = FC.read_fer2013_csv(tmp_path / "fer2013.csv")
     assert len(table) == 3 * 14 and table.images.shape == (42, 48, 48) and table.images.dtype == np.uint8
     assert table.usage.tolist() == ["Training"] * 14 + ["PublicTest"] * 14 + ["PrivateTest"] * 14
     imgs, labels = synth_images(2, seed=50)  # the Training rows: seed * 10 + 0
@@ -67,8 +70,8 @@ def test_fer2013_csv_holds_the_synthetic_faces_exactly(tmp_path):
 
 
 def test_fer2013_root_forms_and_forced_layout(tmp_path):
-    F.FER2013.synth(str(tmp_path / "fer2013"), per_class=1, seed=0, layout="csv", pattern="class-grey")
-    F.FER2013.synth(str(tmp_path), per_class=2, seed=0, layout="folders", pattern="class-grey")
+    write_layout("fer2013", str(tmp_path / "fer2013"), per_class=1, seed=0, layout="csv", pattern="class-grey")
+    write_layout("fer2013", str(tmp_path), per_class=2, seed=0, layout="folders", pattern="class-grey")
     auto = F.FER2013(str(tmp_path))
     assert len(auto.build_splits()["train"]) == 7 and auto.resolved_layout == "csv"  # fer2013/fer2013.csv first
     forced = F.FER2013(str(tmp_path), layout="folders")
@@ -79,13 +82,13 @@ def test_fer2013_root_forms_and_forced_layout(tmp_path):
 
 def test_fer2013_vectorised_parse_equals_split_parse(tmp_path, monkeypatch):
     """Chunked np.fromstring == a per-value parse, across chunk boundaries and odd spacing."""
-    monkeypatch.setattr(F, "_CHUNK_ROWS", 4)
+    monkeypatch.setattr(FC, "_CHUNK_ROWS", 4)
     rng = np.random.default_rng(0)
     px = rng.integers(0, 256, (11, 2304))
     rows = [" ".join(map(str, r)) for r in px]
     rows[5] = "  ".join(map(str, px[5]))  # double spaces are still 2304 values
     rows[6] = " " + rows[6] + " "
-    got = F.parse_pixels(np.array(rows, dtype=object), tmp_path / "x.csv")
+    got = FC.parse_pixels(np.array(rows, dtype=object), tmp_path / "x.csv")
     assert np.array_equal(got.reshape(11, -1), px)
 
 
@@ -120,7 +123,7 @@ def test_fer2013_bad_row_names_file_and_line(tmp_path, bad_row, line, found):
 
 def test_fer2013_compensating_counts_and_later_chunk(tmp_path, monkeypatch):
     """A row of 2303 values followed by one of 2305 has the right total: still caught, on its line."""
-    monkeypatch.setattr(F, "_CHUNK_ROWS", 4)  # rows 4..7 form the second chunk
+    monkeypatch.setattr(FC, "_CHUNK_ROWS", 4)  # rows 4..7 form the second chunk
     rows = [_row()] * 5 + [_row(values=[1] * 2303), _row(values=[1] * 2305), _row(usage="PrivateTest")]
     _write_small_csv(tmp_path / "fer2013.csv", rows)
     with pytest.raises(DataFormatError) as ei:
@@ -142,7 +145,7 @@ def test_fer2013_icml_header_and_lines(tmp_path):
 
 
 def test_fer2013_folder_errors(tmp_path):
-    F.FER2013.synth(str(tmp_path), per_class=1, seed=0, layout="folders", pattern="class-grey")
+    write_layout("fer2013", str(tmp_path), per_class=1, seed=0, layout="folders", pattern="class-grey")
     victim = next((tmp_path / "train" / "happy").glob("Training_*.jpg"))
     renamed = victim.with_name("im42.jpg")
     victim.rename(renamed)
@@ -173,7 +176,7 @@ def _check_cli(name: str, root: Path, capsys) -> tuple[int, dict]:
 
 
 def test_fer2013_corrupt_and_empty_images_are_reported(tmp_path, capsys):
-    F.FER2013.synth(str(tmp_path), per_class=2, seed=0, layout="folders")
+    write_layout("fer2013", str(tmp_path), per_class=2, seed=0, layout="folders")
     garbage, empty = _break_two_images(sorted((tmp_path / "test" / "sad").glob("*.jpg")))
     report = check_dataset("fer2013", str(tmp_path))
     problems = {p["file"]: p["problem"] for p in report["problems"]}
@@ -188,9 +191,9 @@ def test_fer2013_cli_check_broken_csv(tmp_path, capsys):
     assert rc == 1 and js["error"].startswith(f"{path}, line 3:")
 
 
-@pytest.mark.parametrize("layout", ["csv", "folders"])
+@pytest.mark.parametrize("layout", ["folders"])  # the default csv layout: tests/test_datasets.py
 def test_fer2013_train_one_epoch(tmp_path, layout):
-    F.FER2013.synth(str(tmp_path / "d"), per_class=4, seed=0, layout=layout)
+    write_layout("fer2013", str(tmp_path / "d"), per_class=4, seed=0, layout=layout)
     m = _train("fer2013", tmp_path / "d", tmp_path / "out")
     assert (m["n_train"], m["n_val"], m["n_test"]) == (21, 21, 21)
 
@@ -200,8 +203,8 @@ def test_fer2013_train_one_epoch(tmp_path, layout):
 # ======================================================================================
 @pytest.mark.parametrize("layout", ["csv", "folders"])
 def test_ferplus_synth_read_back(tmp_path, layout):
-    F.FERPlus.synth(str(tmp_path), per_class=2, seed=3, layout=layout, pattern="class-grey")
-    dm = F.FERPlus(str(tmp_path))
+    write_layout("ferplus", str(tmp_path), per_class=2, seed=3, layout=layout, pattern="class-grey")
+    dm = FP.FERPlus(str(tmp_path))
     splits = dm.build_splits()
     assert dm.resolved_layout == layout and dm.num_classes == 8
     for split in ("train", "val", "test"):
@@ -210,7 +213,7 @@ def test_ferplus_synth_read_back(tmp_path, layout):
         assert np.bincount(labels, minlength=8).tolist() == [2] * 8, split
         for c in range(8):
             assert np.all(np.abs(means[labels == c] - class_grey_level(c)) <= (0 if layout == "csv" else 2))
-    prob = F.FERPlus(str(tmp_path), label_mode="probability").build_splits()
+    prob = FP.FERPlus(str(tmp_path), label_mode="probability").build_splits()
     train = prob["train"]
     # + the tie row (neutral 4 / happiness 4 / surprise 2): kept as 0.5 neutral + 0.5 happy, argmax neutral
     assert np.bincount(train.labels, minlength=8).tolist() == [2, 2, 2, 2, 2, 2, 3, 2]
@@ -222,58 +225,58 @@ def test_ferplus_synth_read_back(tmp_path, layout):
     for i in range(len(train)):  # regular faces: 5/8 on their class, 3/8 on the next FERPlus emotion
         if i != tie:
             c = int(train.labels[i])
-            nxt = F.FERPLUS_TO_CANONICAL[(F.CANONICAL_TO_FERPLUS[c] + 1) % 8]
+            nxt = FP.FERPLUS_TO_CANONICAL[(FP.CANONICAL_TO_FERPLUS[c] + 1) % 8]
             assert ys[i, c] == pytest.approx(5 / 8) and ys[i, nxt] == pytest.approx(3 / 8)
     assert [isinstance(prob[s][0][1], int) for s in ("val", "test")] == [True, True]  # always majority
 
 
 def test_ferplus_folder_boxes_crop(tmp_path):
-    F.FERPlus.synth(str(tmp_path), per_class=1, seed=0, layout="folders", pattern="class-grey")
+    write_layout("ferplus", str(tmp_path), per_class=1, seed=0, layout="folders", pattern="class-grey")
     label = tmp_path / "data" / "FER2013Train" / "label.csv"
     lines = label.read_text().splitlines()
     # lines 1-2 are the tie and unknown-majority rows (dropped); line 3 is the first kept face
     lines[2] = lines[2].replace('"(0, 0, 48, 48)"', '"(4, 8, 36, 40)"')  # left, top, right, bottom
     label.write_text("\n".join(lines) + "\n")
-    train = F.FERPlus(str(tmp_path)).build_splits()["train"]
+    train = FP.FERPlus(str(tmp_path)).build_splits()["train"]
     assert tuple(train[0][0].shape) == (1, 32, 32)
     assert tuple(train[1][0].shape) == (1, 48, 48)
     # the box-less lines written by the reference's generate_training_data.py (name + 10 votes)
     label.write_text("".join(re.sub(r',"\(.*?\)"', "", line) + "\n" for line in lines))
     assert ',"(' not in label.read_text()
-    again = F.FERPlus(str(tmp_path)).build_splits()["train"]
+    again = FP.FERPlus(str(tmp_path)).build_splits()["train"]
     assert again.boxes is None and again.labels.tolist() == train.labels.tolist()
     assert tuple(again[0][0].shape) == (1, 48, 48)
 
 
 def test_ferplus_misaligned_files_are_rejected(tmp_path):
-    F.FERPlus.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("ferplus", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     new = tmp_path / "fer2013new.csv"
     lines = new.read_text().splitlines()
     assert lines[15].startswith("PublicTest,")  # line 16 = row 14: 11 rows per split (8 faces + 3 special)
     lines[15] = lines[15].replace("PublicTest", "Training", 1)
     new.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError) as ei:
-        F.FERPlus(str(tmp_path)).build_splits()
+        FP.FERPlus(str(tmp_path)).build_splits()
     assert ei.value.path == str(new) and ei.value.line == 16 and "aligned by position" in str(ei.value)
     new.write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(DataFormatError) as ei:
-        F.FERPlus(str(tmp_path)).build_splits()
+        FP.FERPlus(str(tmp_path)).build_splits()
     assert "33 data rows" in str(ei.value) and "32 rows" in str(ei.value)
 
 
 def test_ferplus_bad_vote_names_line(tmp_path):
-    F.FERPlus.synth(str(tmp_path), per_class=1, seed=0, layout="folders")
+    write_layout("ferplus", str(tmp_path), per_class=1, seed=0, layout="folders")
     label = tmp_path / "data" / "FER2013Valid" / "label.csv"
     lines = label.read_text().splitlines()
     lines[2] = lines[2].rsplit(",", 1)[0] + ",x"
     label.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError) as ei:
-        F.FERPlus(str(tmp_path)).build_splits()
+        FP.FERPlus(str(tmp_path)).build_splits()
     assert ei.value.path == str(label) and ei.value.line == 3 and "'x'" in str(ei.value)
 
 
 def test_ferplus_corrupt_and_empty_images_are_reported(tmp_path, capsys):
-    F.FERPlus.synth(str(tmp_path), per_class=1, seed=0, layout="folders")
+    write_layout("ferplus", str(tmp_path), per_class=1, seed=0, layout="folders")
     folder = tmp_path / "data" / "FER2013Test"
     kept = [folder / line.split(",")[0] for line in (folder / "label.csv").read_text().splitlines()[2:]]
     garbage, empty = _break_two_images(kept)  # (lines 1-2: the tie and unknown rows, dropped)
@@ -285,13 +288,13 @@ def test_ferplus_corrupt_and_empty_images_are_reported(tmp_path, capsys):
 
 
 def test_ferplus_train_one_epoch_soft_targets(tmp_path):
-    F.FERPlus.synth(str(tmp_path / "d"), per_class=3, seed=0)
+    write_layout("ferplus", str(tmp_path / "d"), per_class=3, seed=0)
     m = _train("ferplus", tmp_path / "d", tmp_path / "out", label_mode="probability")
     assert (m["n_train"], m["n_test"]) == (8 * 3, 8 * 3) and len(m["classes"]) == 8
 
 
 def test_ferplus_train_one_epoch_folders(tmp_path):
-    F.FERPlus.synth(str(tmp_path / "d"), per_class=3, seed=0, layout="folders")
+    write_layout("ferplus", str(tmp_path / "d"), per_class=3, seed=0, layout="folders")
     m = _train("ferplus", tmp_path / "d", tmp_path / "out")
     assert m["n_test"] == 8 * 3
 
@@ -318,12 +321,12 @@ def real_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_majority(real_root):
-    return F.FERPlus(str(real_root)).build_splits()
+    return FP.FERPlus(str(real_root)).build_splits()
 
 
 @pytest.fixture(scope="session")
 def real_probability(real_root, real_majority):
-    return F.FERPlus(str(real_root), label_mode="probability").build_splits()
+    return FP.FERPlus(str(real_root), label_mode="probability").build_splits()
 
 
 def test_real_ferplus_majority_counts(real_majority):
@@ -423,25 +426,25 @@ def test_ferplus_majority_rules_by_hand():
         [0, 0, 0, 0, 0, 0, 0, 2, 1, 1],   # contempt 2 of 2 after removal
         [3, 2, 2, 0, 0, 0, 0, 0, 0, 0],   # 3 of 7: no majority
     ])
-    assert F.ferplus_majority(votes).tolist() == [0, -1, -1, -1, 7, -1]
-    assert F.ferplus_majority([[4, 0, 0, 1, 3, 2, 0, 0, 0, 0]]).tolist() == [-1]  # real row 0: 4 of 9 is no majority
-    targets, keep = F.ferplus_probability(votes)
+    assert FP.ferplus_majority(votes).tolist() == [0, -1, -1, -1, 7, -1]
+    assert FP.ferplus_majority([[4, 0, 0, 1, 3, 2, 0, 0, 0, 0]]).tolist() == [-1]  # real row 0: 4 of 9 is no majority
+    targets, keep = FP.ferplus_probability(votes)
     assert keep.tolist() == [True, True, False, False, True, True]
     np.testing.assert_allclose(targets[0], [6 / 9, 0, 0, 0, 3 / 9, 0, 0, 0], rtol=1e-6)
     assert targets[4].tolist() == [0, 0, 0, 0, 0, 0, 0, 1]
     assert targets[1].tolist() == [0.5, 0.5, 0, 0, 0, 0, 0, 0]
     np.testing.assert_allclose(targets[5], [3 / 7, 2 / 7, 2 / 7, 0, 0, 0, 0, 0], rtol=1e-6)
-    assert F.FERPLUS_TO_CANONICAL.tolist() == [C[c] for c in ("neutral", "happy", "surprise", "sad", "angry",
+    assert FP.FERPLUS_TO_CANONICAL.tolist() == [C[c] for c in ("neutral", "happy", "surprise", "sad", "angry",
                                                               "disgust", "fear", "contempt")]
 
 
 def test_ferplus_root_combinations(tmp_path):
     """fer2013new.csv beside a fer2013/ folder, or both in one folder."""
-    F.FERPlus.synth(str(tmp_path / "a"), per_class=1, seed=0, pattern="class-grey")
+    write_layout("ferplus", str(tmp_path / "a"), per_class=1, seed=0, pattern="class-grey")
     os.makedirs(tmp_path / "b" / "fer2013")
     os.rename(tmp_path / "a" / "fer2013.csv", tmp_path / "b" / "fer2013" / "fer2013.csv")
     os.rename(tmp_path / "a" / "fer2013new.csv", tmp_path / "b" / "fer2013new.csv")
-    assert len(F.FERPlus(str(tmp_path / "b")).build_splits()["test"]) == 8
+    assert len(FP.FERPlus(str(tmp_path / "b")).build_splits()["test"]) == 8
     with pytest.raises(DataFormatError) as ei:
-        F.FERPlus(str(tmp_path / "b" / "fer2013"), layout="csv").build_splits()
+        FP.FERPlus(str(tmp_path / "b" / "fer2013"), layout="csv").build_splits()
     assert "fer2013new.csv" in str(ei.value)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from fer_bench.data import DATASETS
-from fer_bench.data.base import CANONICAL_CLASSES
+from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.cli import check_dataset
 from fer_bench.data.video import ClipDataset, write_frame_folder
+from fer_bench.synth import write_layout
 from fer_bench.errors import DataFormatError, UserError
 
 SETUPS = Path("4_setups/All_scenes")
@@ -100,7 +101,7 @@ def test_list_errors_name_file_and_line(tmp_path):
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("ferv39k")
-    DATASETS.get("ferv39k").synth(str(root), per_class=5, seed=0, size=32, max_frames=20)
+    write_layout("ferv39k", str(root), per_class=5, seed=0, size=32, max_frames=20)
     return root
 
 
@@ -122,15 +123,3 @@ def test_synth_layout_and_counts(tree):
     assert np.bincount(dm.splits["val"].labels, minlength=7).tolist() == [1] * 7
     assert np.bincount(dm.splits["train"].labels, minlength=7).tolist() == [3] * 7
     assert not dm.splits["val"].base.train and dm.splits["train"].base.train
-
-
-def test_one_epoch_run_writes_metrics(tree, tmp_path):
-    from fer_bench.train import TrainConfig, run
-
-    out = tmp_path / "run"
-    run(TrainConfig(method="resnet18_lstm", dataset="ferv39k", root=str(tree), max_epochs=1, limit_per_class=2,
-                    batch_size=4, input_size=32, progress=False, out=str(out), data_args={"frames": 4}))
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_test"] == 7 and metrics["n_val"] == 7 and metrics["n_train"] == 14
-    assert metrics["skipped_files"] == [] and metrics["n_evaluated"] == 7
-    assert metrics["classes"] == list(CANONICAL_CLASSES)

@@ -9,8 +9,10 @@ import torch
 
 from fer_bench.data import DATASETS
 from fer_bench.data import imagefolder as I
-from fer_bench.data.base import CANONICAL_CLASSES, CANONICAL_CLASSES_8
+from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
 from fer_bench.data.cli import check_dataset
+from fer_bench.synth import write_layout
+from fer_bench.synth.samples import class_grey_level
 from fer_bench.errors import DataFormatError, UserError
 
 
@@ -23,7 +25,7 @@ def _levels(ds) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("names, contempt, val, ext", [("canonical", False, True, "jpg"),
                                                        ("synonyms", True, False, "png")])
 def test_synth_read_back(tmp_path, names, contempt, val, ext):
-    I.ImageFolderFER.synth(str(tmp_path), per_class=3, seed=4, names=names, contempt=contempt, val=val, ext=ext,
+    write_layout("imagefolder", str(tmp_path), per_class=3, seed=4, names=names, contempt=contempt, val=val, ext=ext,
                            pattern="class-grey")
     dm = DATASETS.get("imagefolder")(str(tmp_path))
     n = 8 if contempt else 7
@@ -35,7 +37,7 @@ def test_synth_read_back(tmp_path, names, contempt, val, ext):
         assert np.bincount(labels, minlength=n).tolist() == [3] * n, split
         tol = 0 if ext == "png" else 2
         for c in range(n):
-            assert np.all(np.abs(means[labels == c] - I.class_grey_level(c)) <= tol), (split, c)
+            assert np.all(np.abs(means[labels == c] - class_grey_level(c)) <= tol), (split, c)
     dm.setup()
     if val:
         assert dm.split_sizes() == {"train": 21, "val": 21, "test": 21}
@@ -55,7 +57,7 @@ def test_synonyms_case_insensitive():
 
 
 def test_unknown_class_folder_lists_names(tmp_path):
-    I.ImageFolderFER.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("imagefolder", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     (tmp_path / "test" / "calm").mkdir()
     (tmp_path / "test" / "Bored").mkdir()
     with pytest.raises(DataFormatError) as ei:
@@ -66,7 +68,7 @@ def test_unknown_class_folder_lists_names(tmp_path):
 
 
 def test_layout_errors(tmp_path):
-    I.ImageFolderFER.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("imagefolder", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     (tmp_path / "train" / "Anger").mkdir()  # a second folder for angry
     with pytest.raises(DataFormatError) as ei:
         DATASETS.get("imagefolder")(str(tmp_path))
@@ -79,7 +81,7 @@ def test_layout_errors(tmp_path):
 
 
 def test_seven_class_protocol_drops_contempt(tmp_path):
-    I.ImageFolderFER.synth(str(tmp_path), per_class=2, seed=0, contempt=True, pattern="class-grey")
+    write_layout("imagefolder", str(tmp_path), per_class=2, seed=0, contempt=True, pattern="class-grey")
     dm = DATASETS.get("imagefolder")(str(tmp_path), classes=7)
     splits = dm.build_splits()
     assert dm.num_classes == 7 and np.bincount(splits["test"].labels).tolist() == [2] * 7
@@ -91,7 +93,7 @@ def test_seven_class_protocol_drops_contempt(tmp_path):
 def test_non_images_are_ignored_but_broken_images_are_reported(tmp_path, capsys):
     from fer_bench.cli import main
 
-    I.ImageFolderFER.synth(str(tmp_path), per_class=2, seed=0)
+    write_layout("imagefolder", str(tmp_path), per_class=2, seed=0)
     (tmp_path / "train" / "happy" / "Thumbs.db").write_bytes(b"x")
     (tmp_path / "train" / "happy" / ".DS_Store").write_bytes(b"x")
     files = sorted((tmp_path / "test" / "fear").glob("*.jpg"))
@@ -111,7 +113,7 @@ def test_non_images_are_ignored_but_broken_images_are_reported(tmp_path, capsys)
 def test_cli_check_broken_layout(tmp_path, capsys):
     from fer_bench.cli import main
 
-    I.ImageFolderFER.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("imagefolder", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     (tmp_path / "train" / "frustrated").mkdir()
     capsys.readouterr()
     assert main(["data", "check", "imagefolder", "--root", str(tmp_path), "--json"]) == 1
@@ -124,7 +126,7 @@ def test_cli_check_broken_layout(tmp_path, capsys):
 def test_train_one_epoch(tmp_path):
     from fer_bench.train import TrainConfig, run
 
-    I.ImageFolderFER.synth(str(tmp_path / "d"), per_class=4, seed=0, contempt=True, names="synonyms")
+    write_layout("imagefolder", str(tmp_path / "d"), per_class=4, seed=0, contempt=True, names="synonyms")
     run(TrainConfig(method="resnet18", dataset="imagefolder", root=str(tmp_path / "d"), max_epochs=1,
                     limit_per_class=3, batch_size=8, progress=False, out=str(tmp_path / "out")))
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())

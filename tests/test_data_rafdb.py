@@ -10,9 +10,10 @@ import torch
 
 from fer_bench.data import DATASETS
 from fer_bench.data import rafdb as R
-from fer_bench.data.base import CANONICAL_CLASSES
+from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.cli import check_dataset
-from fer_bench.data.imagefolder import class_grey_level
+from fer_bench.synth import write_layout
+from fer_bench.synth.samples import class_grey_level
 from fer_bench.errors import DataFormatError
 
 C = {name: i for i, name in enumerate(CANONICAL_CLASSES)}
@@ -34,7 +35,7 @@ def test_label_mapping_is_the_published_one():
                                                   ("kaggle", "aligned", 100)])
 def test_synth_read_back(tmp_path, layout, images, size):
     """3 per class in train and test; every decoded image's grey level encodes its canonical class."""
-    R.RAFDB.synth(str(tmp_path), per_class=3, seed=2, layout=layout, pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=3, seed=2, layout=layout, pattern="class-grey")
     dm = DATASETS.get("rafdb")(str(tmp_path), images=images)
     splits = dm.build_splits()
     assert dm.resolved_layout == layout and splits["val"] is None
@@ -53,7 +54,7 @@ def test_synth_read_back(tmp_path, layout, images, size):
 
 
 def test_official_file_format_and_labels(tmp_path):
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     label_file = tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt"
     lines = label_file.read_text().splitlines()
     assert lines[0].split()[0] == "train_00001.jpg" and lines[7].split()[0] == "test_0001.jpg"
@@ -67,7 +68,7 @@ def test_official_file_format_and_labels(tmp_path):
 
 
 def test_compound_subset_is_rejected(tmp_path):
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     label_file = tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt"
     lines = label_file.read_text().splitlines()
     lines[4] = "train_00005.jpg 9"
@@ -81,7 +82,7 @@ def test_compound_subset_is_rejected(tmp_path):
 @pytest.mark.parametrize("bad, found", [("train_00005.jpg 0", "'0'"), ("train_00005.jpg", "''"),
                                         ("train_00005.jpg 3 1", "saw 3"), ("img_00005.jpg 3", "img_00005")])
 def test_bad_label_lines(tmp_path, bad, found):
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     label_file = tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt"
     lines = label_file.read_text().splitlines()
     lines[4] = bad
@@ -92,7 +93,7 @@ def test_bad_label_lines(tmp_path, bad, found):
 
 
 def test_kaggle_label_disagreeing_with_folder(tmp_path):
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, layout="kaggle", pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, layout="kaggle", pattern="class-grey")
     csv = tmp_path / "test_labels.csv"
     lines = csv.read_text().splitlines()
     name, lab = lines[3].split(",")
@@ -108,7 +109,7 @@ def test_kaggle_label_disagreeing_with_folder(tmp_path):
 
 
 def test_kaggle_root_may_be_dataset_folder(tmp_path):
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, layout="kaggle", pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, layout="kaggle", pattern="class-grey")
     dm = R.RAFDB(str(tmp_path / "DATASET"))
     assert len(dm.build_splits()["train"]) == 7 and dm.resolved_layout == "kaggle"
 
@@ -117,7 +118,7 @@ def test_kaggle_root_may_be_dataset_folder(tmp_path):
 def test_corrupt_and_empty_images_are_reported(tmp_path, capsys, layout):
     from fer_bench.cli import main
 
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, layout=layout)
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, layout=layout)
     dm = R.RAFDB(str(tmp_path))
     train = dm.build_splits()["train"]
     garbage, empty = Path(train.paths[0]), Path(train.paths[1])
@@ -135,7 +136,7 @@ def test_corrupt_and_empty_images_are_reported(tmp_path, capsys, layout):
 def test_cli_check_compound_exits_nonzero(tmp_path, capsys):
     from fer_bench.cli import main
 
-    R.RAFDB.synth(str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
     label_file = tmp_path / "basic" / "EmoLabel" / "list_patition_label.txt"
     label_file.write_text(label_file.read_text().replace(" 7\n", " 11\n", 1))
     capsys.readouterr()
@@ -145,11 +146,11 @@ def test_cli_check_compound_exits_nonzero(tmp_path, capsys):
     assert err.startswith(f"{label_file}, line ") and "compound" in err and str(label_file) in out.err
 
 
-@pytest.mark.parametrize("layout", ["basic", "kaggle"])
+@pytest.mark.parametrize("layout", ["kaggle"])  # the default basic layout: tests/test_datasets.py
 def test_train_one_epoch(tmp_path, layout):
     from fer_bench.train import TrainConfig, run
 
-    R.RAFDB.synth(str(tmp_path / "d"), per_class=4, seed=0, layout=layout, size=48)
+    write_layout("rafdb", str(tmp_path / "d"), per_class=4, seed=0, layout=layout, size=48)
     run(TrainConfig(method="resnet18", dataset="rafdb", root=str(tmp_path / "d"), max_epochs=1, limit_per_class=3,
                     batch_size=8, progress=False, out=str(tmp_path / "out")))
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import run_cli
-from fer_bench.data.base import CANONICAL_CLASSES_8
+from fer_bench.classes import CANONICAL_CLASSES_8
 from fer_bench.methods import METHODS
 from fer_bench.methods.base import count_params
 from fer_bench.methods.ial_gca import GCSACAI, IALGCA
@@ -126,7 +126,7 @@ def test_every_parameter_gets_a_gradient(name):
 
 @pytest.mark.parametrize("name", DYNAMIC)
 def test_overfits_a_tiny_batch(name):
-    from fer_bench.data.synthetic import make_clips
+    from fer_bench.synth import make_clips
 
     torch.manual_seed(0)
     clips, labels, _, _ = make_clips(2, seed=5, size=32, frames=4)

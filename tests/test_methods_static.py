@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import run_cli
-from fer_bench.data.synthetic import make_static
+from fer_bench.synth import make_static
 from fer_bench.methods import METHODS
 from fer_bench.nn.losses import ArcFaceLoss, CosFaceLoss
 

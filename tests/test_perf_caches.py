@@ -12,6 +12,7 @@ from fer_bench.data.base import default_num_workers, usable_cpus
 from fer_bench.data.cache import ClipCache, DecodedImageCache
 from fer_bench.data.dfew import DFEW
 from fer_bench.data.fer2013 import FER2013
+from fer_bench.synth import write_layout
 from fer_bench.errors import UnreadableSample, UserError
 from fer_bench.train import TrainConfig, build
 
@@ -19,14 +20,14 @@ from fer_bench.train import TrainConfig, build
 @pytest.fixture(scope="module")
 def fer_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("fer_folders")
-    FER2013.synth(str(root), per_class=3, layout="folders")
+    write_layout("fer2013", str(root), per_class=3, layout="folders")
     return root
 
 
 @pytest.fixture(scope="module")
 def dfew_release(tmp_path_factory):
     root = tmp_path_factory.mktemp("dfew")
-    DFEW.synth(str(root), per_class=1, layout="release", size=32, min_frames=5, max_frames=20)
+    write_layout("dfew", str(root), per_class=1, layout="release", size=32, min_frames=5, max_frames=20)
     return root
 
 
@@ -98,7 +99,7 @@ def test_image_cache_auto_follows_budget(fer_folders):
 
 
 def test_in_memory_datasets_are_not_wrapped(tmp_path):
-    FER2013.synth(str(tmp_path), per_class=2, layout="csv")
+    write_layout("fer2013", str(tmp_path), per_class=2, layout="csv")
     dm = FER2013(str(tmp_path), batch_size=4, cache_images="on", num_workers=0)
     dm.setup()
     assert not isinstance(dm.splits["train"].base, DecodedImageCache)

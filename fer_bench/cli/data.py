@@ -69,9 +69,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from fer_bench.data import DATASETS
+    from fer_bench.synth import write_layout
 
-    DATASETS.get(args.name).synth(args.root, per_class=args.per_class, seed=args.seed, **dict(args.data_arg))
+    write_layout(args.name, args.root, per_class=args.per_class, seed=args.seed, **dict(args.data_arg))
     print(f"wrote synthetic {args.name} layout under {args.root}")
     return 0
 

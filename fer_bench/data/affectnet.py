@@ -50,31 +50,25 @@ files of the real release are zero-byte or corrupt: they raise
 :class:`~fer_bench.errors.UnreadableSample` and are skipped and counted by the run (and
 listed by ``fer-bench data check``).
 
-``synth`` writes either layout with synthetic faces (:mod:`fer_bench.data.synthetic`;
-contempt drawn as a one-sided lip-corner raise, :func:`fer_bench.data.ckplus.contempt_style`).
-In the CSV layout each face is pasted into a larger image at a box on a 16-pixel grid and rows
-with codes 8, 9 and 10 (faces, faces, noise) are included, to be dropped.  ``mark=True``
-stamps a 16x16 block of grey level :func:`fer_bench.data.ckplus.mark_level` of the class at
-the top-left of the face (off by default: it would leak the label).
+Synthetic trees in both layouts: :mod:`fer_bench.synth.affectnet`.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from fer_bench.data.base import CANONICAL_CLASSES, CANONICAL_CLASSES_8, DatasetInfo, FERDataModule, collate_skipping
+from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
+from fer_bench.data.base import DatasetInfo, FERDataModule, collate_skipping
 from fer_bench.data.io import ImageListDataset
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 
 #: AffectNet expression code (0..7) -> canonical class name
@@ -98,8 +92,7 @@ CHUNK_ROWS = 100_000
 
 def code_table(n_classes: int) -> np.ndarray:
     """Label (index into the protocol's classes) of every expression code 0..10; -1 = dropped."""
-    if n_classes not in (7, 8):
-        raise UserError(f"affectnet: classes must be 7 or 8, got {n_classes!r}")
+    verify_choice(n_classes, "classes", (7, 8), where="affectnet")
     classes = CANONICAL_CLASSES if n_classes == 7 else CANONICAL_CLASSES_8
     table = np.full(N_CODES, -1, np.int64)
     for code, name in enumerate(AFFECTNET_NAMES[:n_classes]):
@@ -291,12 +284,11 @@ class AffectNet(FERDataModule):
     def __init__(self, root: str | None = None, *, classes: int = 7, sampler: str = "none", layout: str = "auto",
                  **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        if isinstance(classes, bool) or classes not in (7, 8):
-            raise UserError(f"affectnet: classes must be 7 or 8, got {classes!r}")
-        if sampler not in SAMPLERS:
-            raise UserError(f"affectnet: sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-        if layout not in LAYOUTS:
-            raise UserError(f"affectnet: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        if isinstance(classes, bool):
+            raise UserError(f"affectnet: classes must be one of 7, 8, got {classes!r}")
+        verify_choice(classes, "classes", (7, 8), where="affectnet")
+        verify_choice(sampler, "sampler", SAMPLERS, where="affectnet")
+        verify_choice(layout, "layout", LAYOUTS, where="affectnet")
         self.classes = CANONICAL_CLASSES if int(classes) == 7 else CANONICAL_CLASSES_8
         self.sampler = sampler
         self.layout = layout
@@ -361,111 +353,3 @@ class AffectNet(FERDataModule):
             self.splits["train"], batch_size=self.batch_size, sampler=self.balanced_sampler(), drop_last=False,
             collate_fn=collate_skipping, **self.loader_kwargs(),
         )
-
-    # -- synthetic trees ----------------------------------------------------------------
-    @classmethod
-    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, layout: str = "csv",
-              test_per_class: int | None = None, mark: bool = False, **options: Any) -> None:
-        """Write a synthetic AffectNet tree: ``per_class`` training and ``test_per_class``
-        (default ``per_class``) validation images of each code 0-7; the CSV layout adds
-        ``max(1, per_class // 3)`` rows of each code 8, 9, 10 per file (dropped when read)."""
-        if options:
-            raise UserError(f"affectnet synth: unknown option(s) {', '.join(sorted(options))}")
-        if layout not in ("csv", "npy"):
-            raise UserError(f"affectnet synth: layout must be csv or npy, got {layout!r}")
-        per_class = int(per_class)
-        test_per_class = per_class if test_per_class is None else int(test_per_class)
-        root = Path(root)
-        for split, n in (("train", per_class), ("test", test_per_class)):
-            rng = np.random.default_rng([int(seed), 0xAFF, 0 if split == "train" else 1])
-            codes = [c for c in range(8) for _ in range(n)]
-            if layout == "csv":
-                codes += [c for c in (8, 9, 10) for _ in range(max(1, per_class // 3))]
-            codes = [codes[i] for i in rng.permutation(len(codes))]
-            if layout == "csv":
-                _synth_csv(root, split, codes, rng, int(seed), mark)
-            else:
-                _synth_npy(root, split, codes, rng, int(seed), mark)
-
-
-# --------------------------------------------------------------------------------------
-# synthetic writers
-# --------------------------------------------------------------------------------------
-FACE = 64
-
-
-def _synth_face(code: int, rng: np.random.Generator, seed: int) -> np.ndarray:
-    """RGB ``FACE x FACE`` image of an expression code (10 = Non-Face: a noise texture)."""
-    from fer_bench.data.ckplus import render_expression
-    from fer_bench.data.synthetic import Identity, Pose
-
-    if code == 10:
-        img = rng.normal(128, 50, (FACE // 8, FACE // 8, 3))
-        return np.clip(cv2.resize(img, (FACE, FACE), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
-    name = AFFECTNET_NAMES[code] if code < 8 else str(rng.choice(AFFECTNET_NAMES[:7]))
-    ident = Identity.sample(np.random.default_rng([seed, 0xAF1D, int(rng.integers(0, 40))]))
-    pose = Pose.sample(rng)
-    return render_expression(name, float(rng.uniform(0.5, 1.0)), ident, pose, FACE, True, rng)
-
-
-def _stamp(img: np.ndarray, x: int, y: int, code: int) -> None:
-    from fer_bench.data.ckplus import mark_level
-
-    level = mark_level(CANONICAL_CLASSES_8.index(AFFECTNET_NAMES[code])) if code < 8 else 245
-    img[y:y + 16, x:x + 16] = level
-
-
-def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    buf.tofile(str(path))
-
-
-def _valence_arousal(code: int, rng: np.random.Generator) -> tuple[float, float]:
-    if code == 10:
-        return -2.0, -2.0  # the release's value for non-faces
-    return float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
-
-
-def _synth_csv(root: Path, split: str, codes: list[int], rng: np.random.Generator, seed: int, mark: bool) -> None:
-    rows = []
-    for k, code in enumerate(codes):
-        face = _synth_face(code, rng, seed)
-        a, b = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        W, H = FACE + 16 * a, FACE + 16 * b
-        x, y = 16 * int(rng.integers(0, a + 1)), 16 * int(rng.integers(0, b + 1))
-        img = np.clip(rng.normal(rng.uniform(40, 200), 12, (H, W, 3)), 0, 255).astype(np.uint8)
-        img[y:y + FACE, x:x + FACE] = face
-        if mark:
-            _stamp(img, x, y, code)
-        digest = hashlib.sha224(f"{seed}/{split}/{k}".encode()).hexdigest()  # 56 hex digits, as in the release
-        rel = f"{1 + k % 5}/{digest}.jpg"
-        _write_jpeg(root / IMAGE_DIRS[0] / rel, img)
-        pts = np.stack([x + FACE * (0.2 + 0.6 * rng.random(68)), y + FACE * (0.2 + 0.6 * rng.random(68))], axis=1)
-        lnd = ";".join(f"{v:.2f}" for v in pts.reshape(-1))
-        val, aro = _valence_arousal(code, rng)
-        rows.append((rel, x, y, FACE, FACE, lnd, code, f"{val:.6f}", f"{aro:.6f}"))
-    path = root / LISTS_DIR / (TRAIN_CSV if split == "train" else TEST_CSV)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
-        w.writerows(rows)
-
-
-def _synth_npy(root: Path, split: str, codes: list[int], rng: np.random.Generator, seed: int, mark: bool) -> None:
-    base = root / NPY_SETS[split]
-    (base / "annotations").mkdir(parents=True, exist_ok=True)
-    for k, code in enumerate(codes):
-        face = _synth_face(code, rng, seed)
-        if mark:
-            _stamp(face, 0, 0, code)
-        _write_jpeg(base / "images" / f"{k}.jpg", face)
-        val, aro = _valence_arousal(code, rng)
-        ann = base / "annotations"
-        np.save(ann / f"{k}_exp.npy", np.array(str(code)))
-        np.save(ann / f"{k}_val.npy", np.array(f"{val:.6f}"))
-        np.save(ann / f"{k}_aro.npy", np.array(f"{aro:.6f}"))
-        np.save(ann / f"{k}_lnd.npy", (FACE * rng.random(136)).astype(np.float32))

@@ -188,6 +188,8 @@ class FERDataModule(L.LightningDataModule):
     default_input_size: ClassVar[int] = 48
     default_in_chans: ClassVar[int] = 1
     requires_root: ClassVar[bool] = True
+    #: the protocol's folds (``--fold`` values) for cross-validated datasets; empty: one split
+    folds: ClassVar[tuple[int, ...]] = ()
 
     def __init__(
         self,
@@ -237,11 +239,6 @@ class FERDataModule(L.LightningDataModule):
         """Parse the folder: ``{"train", "val" (or None), "test"}`` datasets.  Layout problems
         raise :class:`~fer_bench.errors.DataFormatError` naming the file, line and expectation."""
         raise NotImplementedError
-
-    @classmethod
-    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, **options: Any) -> None:
-        """Write synthetic faces in this dataset's exact on-disk layout under ``root``."""
-        raise UserError(f"dataset {cls.registry_name!r} has no synthetic layout writer")
 
     # -- shared mechanics ---------------------------------------------------------------
     @property

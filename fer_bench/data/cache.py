@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_bench.errors import UnreadableSample, UserError
+from fer_bench.errors import UnreadableSample, UserError, verify_choice
 from fer_bench.files import atomic_write
 
 CACHE_MODES: tuple[str, ...] = ("auto", "on", "off")
@@ -70,9 +70,7 @@ def default_cache_budget_mb() -> float:
 def check_cache_mode(mode: Any) -> str:
     if isinstance(mode, bool):  # -d cache_images=true / false (YAML booleans)
         return "on" if mode else "off"
-    if mode not in CACHE_MODES:
-        raise UserError(f"cache_images must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
-    return mode
+    return verify_choice(mode, "cache_images", CACHE_MODES)
 
 
 class DecodedImageCache(Dataset):

@@ -64,14 +64,7 @@ CK+48 repackage (``layout=ck48``; ``--root`` holds ``CK+48/`` or is it)::
 parsed from the file name so that folds stay subject-disjoint.  No crop is applied and there
 is no neutral class (``with_neutral=True`` is an error there).
 
-``synth`` writes either tree with synthetic faces (:mod:`fer_bench.data.synthetic`): grey
-frame sequences rising from a neutral first frame to the apex at the last frame, some saved
-as colour PNGs, some without an emotion file, landmark files around the drawn face, and at
-least 10 subjects.  Contempt, which the face generator has no class for, is drawn as a
-one-sided lip-corner raise (CK+'s contempt criterion is AU 14, unilateral; Lucey et al. 2010,
-Table 2).  ``mark=True`` stamps an 8x8 block of grey level :func:`mark_level` of the frame's
-class in the frame's top-left corner so that tests can check every decoded sample's label
-against its pixels (off by default: it would leak the label).
+Synthetic trees in both layouts: :mod:`fer_bench.synth.ckplus`.
 """
 from __future__ import annotations
 
@@ -83,13 +76,13 @@ import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from fer_bench.data.base import CANONICAL_CLASSES, CANONICAL_CLASSES_8, DatasetInfo, FERDataModule
-from fer_bench.data.io import ImageListDataset, decode_image, to_chw
-from fer_bench.errors import DataFormatError, UnreadableSample, UserError
+from fer_bench.classes import CANONICAL_CLASSES_8
+from fer_bench.data.base import DatasetInfo, FERDataModule
+from fer_bench.data.faces import CroppedFrames, crop_face, face_boxes, haar_available, landmark_box  # noqa: F401
+from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 
 N_FOLDS = 10
@@ -107,15 +100,11 @@ CLASSES_8: tuple[str, ...] = CANONICAL_CLASSES_8
 LAYOUTS = ("auto", "official", "ck48")
 CROPS = ("auto", "landmarks", "haar", "center", "none")
 APEX_FRAMES = 3
-CENTER_FRACTION = 0.75
-LANDMARK_MARGIN = 0.10
-HAAR_MAX_SIDE = 320
 IMAGES_DIR, EMOTION_DIR, LANDMARKS_DIR, CK48_DIR = "cohn-kanade-images", "Emotion", "Landmarks", "CK+48"
 
 _FRAME_RE = re.compile(r"_(\d+)\.png$", re.IGNORECASE)
 _EMOTION_RE = re.compile(r"_(\d+)_emotion\.txt$")
 _CK48_RE = re.compile(r"^(S\d+)_(\d+)_(\d+)\.png$", re.IGNORECASE)
-_CENTER_BOX = (-1, -1, -1, -1)
 
 
 # --------------------------------------------------------------------------------------
@@ -165,30 +154,6 @@ def _is_float(s: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def landmark_box(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[int, int, int, int]:
-    """Square ``(x, y, w, h)`` around the landmarks' bounding box, side ``max(w, h) * (1 + margin)``."""
-    x0, y0 = points.min(axis=0)
-    x1, y1 = points.max(axis=0)
-    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    s = max(1, int(round(side)))
-    return int(round(cx - s / 2)), int(round(cy - s / 2)), s, s
-
-
-def crop_face(img: np.ndarray, box) -> np.ndarray:
-    """Crop ``box = (x, y, w, h)`` shifted inside the image (not truncated); a box with ``w <= 0``
-    is the centred square of side ``CENTER_FRACTION * min(H, W)``."""
-    H, W = img.shape[:2]
-    x, y, w, h = (int(v) for v in box)
-    if w <= 0 or h <= 0:
-        s = max(1, int(round(CENTER_FRACTION * min(H, W))))
-        x, y, w, h = (W - s) // 2, (H - s) // 2, s, s
-    else:
-        w, h = min(w, W), min(h, H)
-        x, y = min(max(x, 0), W - w), min(max(y, 0), H - h)
-    return img[y:y + h, x:x + w]
 
 
 def subject_folds(subjects, n_folds: int = N_FOLDS) -> dict[str, int]:
@@ -296,60 +261,6 @@ def landmark_path(root: Path, frame_path: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------
-# Haar detection
-# --------------------------------------------------------------------------------------
-_DETECTIONS: dict[tuple, tuple[int, int, int, int] | None] = {}
-
-
-def default_cascade() -> str:
-    base = getattr(getattr(cv2, "data", None), "haarcascades", "") or ""
-    return os.path.join(base, "haarcascade_frontalface_default.xml")
-
-
-def haar_available(cascade: str | None = None) -> bool:
-    """True when OpenCV has ``CascadeClassifier`` and the cascade file exists."""
-    return getattr(cv2, "CascadeClassifier", None) is not None and os.path.isfile(cascade or default_cascade())
-
-
-class HaarFaceDetector:
-    """OpenCV's Viola-Jones frontal-face cascade: the largest face of a grey image, or ``None``."""
-
-    def __init__(self, cascade: str | None = None) -> None:
-        self.cascade = cascade or default_cascade()
-        cls = getattr(cv2, "CascadeClassifier", None)
-        if cls is None:
-            raise UserError(
-                f"crop=haar: OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved it to opencv-contrib's "
-                "xobjdetect); use crop=landmarks with the Landmarks/ folder of the CK+ release, or crop=center")
-        if not os.path.isfile(self.cascade):
-            raise UserError(f"crop=haar: cascade file {self.cascade} not found (OpenCV 5 wheels ship no cascades); "
-                            "pass -d cascade=PATH/haarcascade_frontalface_default.xml")
-        self.clf = cls(self.cascade)
-        if self.clf.empty():
-            raise UserError(f"crop=haar: OpenCV could not load the cascade {self.cascade}")
-
-    def detect(self, grey: np.ndarray) -> tuple[int, int, int, int] | None:
-        H, W = grey.shape[:2]
-        scale = min(1.0, HAAR_MAX_SIDE / max(H, W))
-        small = cv2.resize(grey, (round(W * scale), round(H * scale)), interpolation=cv2.INTER_AREA) \
-            if scale < 1 else grey
-        m = max(24, min(small.shape[:2]) // 5)
-        faces = self.clf.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(m, m))
-        if faces is None or len(faces) == 0:
-            return None
-        x, y, w, h = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
-        return tuple(int(round(v / scale)) for v in (x, y, w, h))
-
-    def detect_file(self, path: str) -> tuple[int, int, int, int] | None:
-        """Cached per process by (path, size, mtime, cascade); raises UnreadableSample."""
-        st = os.stat(path) if os.path.exists(path) else None
-        key = (path, st.st_size if st else -1, st.st_mtime_ns if st else -1, self.cascade)
-        if key not in _DETECTIONS:
-            _DETECTIONS[key] = self.detect(decode_image(path, grey=True))
-        return _DETECTIONS[key]
-
-
-# --------------------------------------------------------------------------------------
 # CK+48
 # --------------------------------------------------------------------------------------
 def scan_ck48(base: str | os.PathLike) -> list[tuple[str, str, str, int]]:
@@ -381,17 +292,8 @@ def scan_ck48(base: str | os.PathLike) -> list[tuple[str, str, str, int]]:
 # --------------------------------------------------------------------------------------
 # dataset and DataModule
 # --------------------------------------------------------------------------------------
-class CKPlusFrames(ImageListDataset):
-    """Grey frames, each cropped by its box (``(-1, -1, -1, -1)`` = centre square; no boxes =
-    the whole image); a box is shifted inside the frame, not truncated (see :func:`crop_face`)."""
-
-    def __getitem__(self, i: int):
-        img = decode_image(self.paths[i], grey=True)
-        if self.boxes is not None:
-            img = crop_face(img, self.boxes[i])
-            if img.size == 0:
-                raise UnreadableSample(self.paths[i], "empty face crop")
-        return to_chw(img), int(self.labels[i])
+#: grey frames cropped by their face boxes (:class:`fer_bench.data.faces.CroppedFrames`)
+CKPlusFrames = CroppedFrames
 
 
 @DATASETS.register("ckplus")
@@ -408,14 +310,13 @@ class CKPlus(FERDataModule):
     )
     default_input_size = 48
     default_in_chans = 1
+    folds: ClassVar[tuple[int, ...]] = tuple(range(N_FOLDS))
 
     def __init__(self, root: str | None = None, *, with_neutral: bool = False, layout: str = "auto",
                  crop: str = "auto", cascade: str | None = None, **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        if layout not in LAYOUTS:
-            raise UserError(f"ckplus: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-        if crop not in CROPS:
-            raise UserError(f"ckplus: crop must be one of {', '.join(CROPS)}, got {crop!r}")
+        verify_choice(layout, "layout", LAYOUTS, where="ckplus")
+        verify_choice(crop, "crop", CROPS, where="ckplus")
         f = self.fold
         if f is None or isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= int(f) < N_FOLDS:
             raise UserError(f"ckplus is evaluated by {N_FOLDS}-fold cross-validation with subject-disjoint folds: "
@@ -472,33 +373,12 @@ class CKPlus(FERDataModule):
         names = [r[1] for r in rows]
         groups = [r[3] for r in rows]
         crop = self._resolve_crop(root)
-        boxes = None
-        fallbacks = 0
-        if crop == "center":
-            boxes = np.tile(np.asarray(_CENTER_BOX, np.int64), (len(rows), 1))
-        elif crop == "landmarks":
-            boxes = np.empty((len(rows), 4), np.int64)
-            for i, p in enumerate(paths):
-                lp = landmark_path(root, p)
-                if lp.is_file():
-                    boxes[i] = landmark_box(parse_landmarks(lp))
-                else:
-                    boxes[i] = _CENTER_BOX
-                    fallbacks += 1
-        elif crop == "haar":
-            det = HaarFaceDetector(self.cascade)
-            boxes = np.empty((len(rows), 4), np.int64)
-            for i, p in enumerate(paths):
-                try:
-                    box = det.detect_file(p)
-                except UnreadableSample:
-                    boxes[i] = _CENTER_BOX  # not a fallback: the sample is skipped and counted when read
-                    continue
-                if box is None:
-                    boxes[i] = _CENTER_BOX
-                    fallbacks += 1
-                else:
-                    boxes[i] = box
+
+        def landmarks(p: str):
+            lp = landmark_path(root, p)
+            return parse_landmarks(lp) if lp.is_file() else None
+
+        boxes, fallbacks = face_boxes(paths, crop, landmarks=landmarks, cascade=self.cascade)
         if fallbacks:
             warnings.warn(f"ckplus: {fallbacks} of {len(rows)} frames have no "
                           f"{'landmark file' if crop == 'landmarks' else 'detected face'}; centre crop used",
@@ -548,165 +428,3 @@ class CKPlus(FERDataModule):
         if self.crop_fallbacks is not None:
             args["crop_fallbacks"] = self.crop_fallbacks
         return args
-
-    # -- synthetic trees ----------------------------------------------------------------
-    @classmethod
-    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, layout: str = "official",
-              n_subjects: int | None = None, unlabelled: int | None = None, landmarks: bool = True,
-              mark: bool = False, **options: Any) -> None:
-        """Write a synthetic CK+ tree: ``per_class`` labelled sequences per emotion (7 x per_class),
-        ``unlabelled`` sequences without emotion file (default ``per_class // 2 + 1``), over
-        ``n_subjects`` subjects (default ``min(7 * per_class, max(12, ceil(7 * per_class / 3)))``,
-        at least 10).  ``layout=official`` writes 160x120 frame sequences of 8-12 frames (every
-        fourth sequence as a colour PNG) with ``Landmarks/`` unless ``landmarks=false``;
-        ``layout=ck48`` writes the last 3 frames of each labelled sequence as 48x48 crops."""
-        if options:
-            raise UserError(f"ckplus synth: unknown option(s) {', '.join(sorted(options))}")
-        if layout not in ("official", "ck48"):
-            raise UserError(f"ckplus synth: layout must be official or ck48, got {layout!r}")
-        per_class = int(per_class)
-        n_labelled = 7 * per_class
-        if n_subjects is None:
-            n_subjects = min(n_labelled, max(12, math.ceil(n_labelled / 3)))
-        n_subjects = int(n_subjects)
-        if n_subjects < N_FOLDS or n_subjects > n_labelled:
-            raise UserError(f"ckplus synth: needs {N_FOLDS} <= n_subjects <= 7 * per_class (every subject labelled, "
-                            f"{N_FOLDS} subject-disjoint folds, so per_class >= 2); got n_subjects={n_subjects}, "
-                            f"per_class={per_class}")
-        n_unl = per_class // 2 + 1 if unlabelled is None else int(unlabelled)
-        if layout == "ck48":
-            n_unl = 0
-        root = Path(root)
-        rng = np.random.default_rng([int(seed), 0xC4])
-        plan = [(code, True) for _ in range(per_class) for code in range(1, 8)]
-        plan += [(int(rng.integers(1, 8)), False) for _ in range(n_unl)]
-        n_seq: dict[int, int] = {}
-        for i, (code, labelled) in enumerate(plan):
-            j = i % n_subjects
-            n_seq[j] = n_seq.get(j, 0) + 1
-            subject, seq = f"S{5 + 5 * j:03d}", f"{n_seq[j]:03d}"
-            srng = np.random.default_rng([int(seed), 0xC5, i])
-            T = int(srng.integers(8, 13))
-            name = CK_EMOTIONS[code]
-            ident = _identity(seed, j)
-            stem = f"{subject}_{seq}_"
-            if layout == "ck48":
-                frames, _ = _render_sequence(name, T, ident, srng, face=96, keep=range(T - APEX_FRAMES, T))
-                for t, img in frames:
-                    img = cv2.resize(img, (48, 48), interpolation=cv2.INTER_AREA)
-                    if mark:
-                        img[:8, :8] = mark_level(CANONICAL_CLASSES_8.index(name))
-                    folder = next(f for f, c in CK48_FOLDERS.items() if c == name)
-                    _write_png(root / CK48_DIR / folder / f"{stem}{t + 1:08d}.png", img)
-                continue
-            frames, (x0, y0) = _render_sequence(name, T, ident, srng, face=96, frame=(160, 120))
-            colour = i % 4 == 3
-            for t, img in frames:
-                level = 245 if not labelled else mark_level(CANONICAL_CLASSES_8.index("neutral" if t == 0 else name))
-                if colour:
-                    g = img.astype(np.float32)
-                    img = np.clip(np.stack([g * 0.9, g, g * 1.08], axis=-1), 0, 255).astype(np.uint8)  # BGR tint
-                if mark:
-                    img[:8, :8] = level
-                fname = f"{stem}{t + 1:08d}"
-                _write_png(root / IMAGES_DIR / subject / seq / f"{fname}.png", img)
-                if landmarks:
-                    pts = _face_landmarks(x0, y0, 96, srng)
-                    lp = root / LANDMARKS_DIR / subject / seq / f"{fname}_landmarks.txt"
-                    lp.parent.mkdir(parents=True, exist_ok=True)
-                    lp.write_text("".join(f"   {x:.7e}   {y:.7e}\n" for x, y in pts))
-            emo_dir = root / EMOTION_DIR / subject / seq
-            emo_dir.mkdir(parents=True, exist_ok=True)  # the release has folders for unlabelled sequences too
-            if labelled:
-                (emo_dir / f"{stem}{T:08d}_emotion.txt").write_text(f"{float(code):16.7e}\n")
-
-
-# --------------------------------------------------------------------------------------
-# synthetic rendering helpers (shared with fer_bench.data.affectnet)
-# --------------------------------------------------------------------------------------
-def mark_level(canonical8_class: int) -> int:
-    """Grey level ``20 + 25 * class`` (20..195) of a ``mark=True`` stamp; 245 marks unlabelled frames."""
-    return 20 + 25 * int(canonical8_class)
-
-
-def _identity(seed: int, subject: int):
-    from fer_bench.data.synthetic import Identity
-
-    return Identity.sample(np.random.default_rng([int(seed), 0xC1D, int(subject)]))
-
-
-def contempt_style(rng: np.random.Generator):
-    """Per-sample style turning the generator's disgust apex into contempt: only its one-sided
-    lip-corner raise (AU 14 unilateral, CK+'s contempt criterion) is kept, on a random side."""
-    from fer_bench.data.synthetic import PARAMS
-
-    mult = np.zeros(len(PARAMS))
-    mult[PARAMS.index("asym")] = 2.2 if rng.random() < 0.5 else -2.2
-    add = rng.normal(0.0, 0.04, len(PARAMS))
-    add[PARAMS.index("asym")] = 0.0
-    return mult, add
-
-
-def render_expression(name: str, intensity: float, identity, pose, size: int, rgb: bool,
-                      rng: np.random.Generator, style=None) -> np.ndarray:
-    """A synthetic face of a canonical-8 class name (contempt via :func:`contempt_style`)."""
-    from fer_bench.data.synthetic import render_face
-
-    if name == "contempt":
-        expr = CANONICAL_CLASSES.index("disgust")
-        style = style if style is not None else contempt_style(rng)
-    else:
-        expr = CANONICAL_CLASSES.index(name)
-    return render_face(expr, intensity, identity, pose, size, rgb, rng, style=style)
-
-
-def _render_sequence(name: str, T: int, identity, rng: np.random.Generator, *, face: int,
-                     frame: tuple[int, int] | None = None, keep=None):
-    """Frames ``(t, grey image)`` of a posed sequence from neutral (t=0) to the apex (t=T-1).
-
-    With ``frame=(W, H)`` the face square is pasted at a random position of a flat noisy
-    background, returned as ``(x0, y0)``; otherwise the face image itself is returned.
-    """
-    from fer_bench.data.synthetic import Pose, sample_style
-
-    pose = dataclasses.replace(Pose.sample(rng), angle=float(rng.normal(0, 3)), dx=0.0, dy=0.0,
-                               scale=float(rng.uniform(0.95, 1.05)), occluder=None, blur=0.0)
-    style = contempt_style(rng) if name == "contempt" else sample_style(rng)
-    apex = float(rng.uniform(0.75, 1.0))
-    keep = set(range(T) if keep is None else keep)
-    x0 = y0 = 0
-    bg = None
-    if frame is not None:
-        W, H = frame
-        x0, y0 = int(rng.integers(0, W - face + 1)), int(rng.integers(0, H - face + 1))
-        bg = int(rng.integers(40, 200))
-    out = []
-    for t in range(T):
-        if t:
-            pose = pose.jitter(rng, 0.3)
-        if t not in keep:
-            continue
-        z = t / (T - 1)
-        inten = apex * z * z * (3 - 2 * z)  # smoothstep: 0 at the first frame, apex at the last
-        img = render_expression(name, inten, identity, pose, face, False, rng, style=style)
-        if frame is not None:
-            canvas = np.clip(bg + rng.normal(0, 4, (H, W)), 0, 255).astype(np.uint8)
-            canvas[y0:y0 + face, x0:x0 + face] = img
-            img = canvas
-        out.append((t, img))
-    return out, (x0, y0)
-
-
-def _face_landmarks(x0: int, y0: int, face: int, rng: np.random.Generator) -> np.ndarray:
-    """68 points on an ellipse inside the pasted face square (a stand-in for the AAM points)."""
-    a = np.linspace(0, 2 * np.pi, 68, endpoint=False)
-    pts = np.stack([x0 + face / 2 + 0.42 * face * np.cos(a), y0 + face / 2 + 0.45 * face * np.sin(a)], axis=1)
-    return pts + rng.normal(0, 0.2, pts.shape)
-
-
-def _write_png(path: Path, img: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    buf.tofile(str(path))

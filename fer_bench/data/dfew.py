@@ -38,9 +38,10 @@ from typing import Any, ClassVar
 import numpy as np
 from torch.utils.data import Dataset
 
-from fer_bench.data.base import CANONICAL_CLASSES, DatasetInfo
-from fer_bench.data.video import ClipDataModule, write_frame_folder, write_mp4
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.data.base import DatasetInfo
+from fer_bench.data.video import ClipDataModule
+from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 
 __all__ = ["DFEW_CODES", "DFEW_TO_CANONICAL", "DFEW", "read_dfew_label_file", "detect_dfew_layout"]
@@ -49,13 +50,15 @@ __all__ = ["DFEW_CODES", "DFEW_TO_CANONICAL", "DFEW", "read_dfew_label_file", "d
 DFEW_CODES: dict[int, str] = {1: "happy", 2: "sad", 3: "neutral", 4: "angry", 5: "surprise", 6: "disgust", 7: "fear"}
 #: DFEW code -> canonical class id.
 DFEW_TO_CANONICAL: dict[int, int] = {code: CANONICAL_CLASSES.index(name) for code, name in DFEW_CODES.items()}
-_CANONICAL_TO_DFEW: dict[int, int] = {v: k for k, v in DFEW_TO_CANONICAL.items()}
+CANONICAL_TO_DFEW: dict[int, int] = {v: k for k, v in DFEW_TO_CANONICAL.items()}
 
 FOLDS: tuple[int, ...] = (1, 2, 3, 4, 5)
-_AFFINE = Path("data_affine") / "single_label"
-_RELEASE_SPLITS = Path("EmoLabel_DataSplit")
-_RELEASE_FRAMES = Path("Clip") / "clip_224x224"
-_RELEASE_VIDEOS = Path("Clip") / "original"
+LAYOUTS = ("auto", "affine", "release")
+SOURCES = ("frames", "mp4")
+AFFINE_DIR = Path("data_affine") / "single_label"
+RELEASE_SPLITS = Path("EmoLabel_DataSplit")
+RELEASE_FRAMES = Path("Clip") / "clip_224x224"
+RELEASE_VIDEOS = Path("Clip") / "original"
 
 
 def detect_dfew_layout(root: str | os.PathLike) -> tuple[str, Path]:
@@ -65,11 +68,11 @@ def detect_dfew_layout(root: str | os.PathLike) -> tuple[str, Path]:
         raise DataFormatError(root, "the DFEW folder (holding data_affine/ or EmoLabel_DataSplit/)",
                               found="no such folder")
     candidates = []
-    if (root / _AFFINE / "label").is_dir():
-        candidates.append(("affine", root / _AFFINE))
+    if (root / AFFINE_DIR / "label").is_dir():
+        candidates.append(("affine", root / AFFINE_DIR))
     elif (root / "label").is_dir() and (root / "data").is_dir() and root.name == "single_label":
         candidates.append(("affine", root))
-    if (root / _RELEASE_SPLITS).is_dir():
+    if (root / RELEASE_SPLITS).is_dir():
         candidates.append(("release", root))
     if len(candidates) > 1:
         raise UserError(f"{root} holds both DFEW layouts (data_affine/ and EmoLabel_DataSplit/); "
@@ -154,10 +157,8 @@ class DFEW(ClipDataModule):
             raise UserError(f"dataset 'dfew' is evaluated by 5-fold cross-validation: pass --fold 1..5 "
                             f"(got {self.fold!r})")
         self.fold = int(self.fold)
-        if layout not in ("auto", "affine", "release"):
-            raise UserError(f"dfew layout must be auto, affine or release, got {layout!r}")
-        if source not in ("frames", "mp4"):
-            raise UserError(f"dfew source must be frames or mp4, got {source!r}")
+        verify_choice(layout, "layout", LAYOUTS, where="dfew")
+        verify_choice(source, "source", SOURCES, where="dfew")
         if layout == "affine" and source == "mp4":
             raise UserError("dfew source=mp4 reads Clip/original/ of the release layout; the affine layout "
                             "has frame folders only")
@@ -170,7 +171,7 @@ class DFEW(ClipDataModule):
         if self.layout == "auto":
             return detect_dfew_layout(root)
         if self.layout == "affine":
-            base = root if (root / "label").is_dir() and not (root / _AFFINE).is_dir() else root / _AFFINE
+            base = root if (root / "label").is_dir() and not (root / AFFINE_DIR).is_dir() else root / AFFINE_DIR
             return "affine", base
         return "release", root
 
@@ -181,9 +182,9 @@ class DFEW(ClipDataModule):
         if layout == "affine":
             return (base / "label" / f"single_trainset_{k}.csv", base / "label" / f"single_testset_{k}.csv",
                     layout, base / "data")
-        clips = base / (_RELEASE_VIDEOS if self.source == "mp4" else _RELEASE_FRAMES)
-        return (base / _RELEASE_SPLITS / "train(single-labeled)" / f"set_{k}.csv",
-                base / _RELEASE_SPLITS / "test(single-labeled)" / f"set_{k}.csv", layout, clips)
+        clips = base / (RELEASE_VIDEOS if self.source == "mp4" else RELEASE_FRAMES)
+        return (base / RELEASE_SPLITS / "train(single-labeled)" / f"set_{k}.csv",
+                base / RELEASE_SPLITS / "test(single-labeled)" / f"set_{k}.csv", layout, clips)
 
     def build_splits(self) -> dict[str, Dataset | None]:
         train_csv, test_csv, layout, clip_dir = self.label_files()
@@ -209,57 +210,3 @@ class DFEW(ClipDataModule):
         args = super().protocol_args()
         args.update(layout=getattr(self, "resolved_layout", self.layout), source=self.source)
         return args
-
-    # -- synthetic tree -----------------------------------------------------------------
-    @classmethod
-    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, layout: str = "affine", size: int = 64,
-              min_frames: int = 8, max_frames: int = 24, mp4: bool = True, **options: Any) -> None:
-        """Synthetic DFEW in the exact ``affine`` or ``release`` layout.
-
-        ``7 * per_class`` clips named ``00001``... in shuffled class order, RGB ``size`` px,
-        ``min_frames..max_frames`` frames each (a clip of ``L`` frames keeps the frames
-        ``round(linspace(0, max_frames-1, L))`` of a neutral -> apex synthetic clip, so short
-        clips still reach their apex); each clip is in exactly one fold's test file
-        (round-robin over a per-class shuffle: per class, fold test sets differ by at most one)
-        and in the other four folds' train files.  The release layout also writes
-        ``Clip/original/<00001>.mp4`` (mp4v) unless ``mp4=False``.
-        """
-        from fer_bench.data.synthetic import make_clips
-
-        if options:
-            raise UserError(f"unknown dfew synth option(s): {', '.join(sorted(options))}")
-        if layout not in ("affine", "release"):
-            raise UserError(f"dfew synth layout must be affine or release, got {layout!r}")
-        if not 1 <= int(min_frames) <= int(max_frames):
-            raise UserError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
-        clips, labels, _, _ = make_clips(int(per_class), seed=int(seed), size=int(size), rgb=True,
-                                         frames=int(max_frames))
-        n = len(labels)
-        rng = np.random.default_rng([int(seed), 0xDFE])
-        lengths = rng.integers(int(min_frames), int(max_frames) + 1, size=n)
-        folds = np.empty(n, np.int64)
-        for c in range(len(CANONICAL_CLASSES)):
-            pos = rng.permutation(np.flatnonzero(labels == c))
-            folds[pos] = (np.arange(len(pos)) + int(rng.integers(len(FOLDS)))) % len(FOLDS) + 1
-        root_p = Path(root)
-        if layout == "affine":
-            frame_dir = root_p / _AFFINE / "data"
-            label_files = {k: (root_p / _AFFINE / "label" / f"single_trainset_{k}.csv",
-                               root_p / _AFFINE / "label" / f"single_testset_{k}.csv") for k in FOLDS}
-        else:
-            frame_dir = root_p / _RELEASE_FRAMES
-            label_files = {k: (root_p / _RELEASE_SPLITS / "train(single-labeled)" / f"set_{k}.csv",
-                               root_p / _RELEASE_SPLITS / "test(single-labeled)" / f"set_{k}.csv") for k in FOLDS}
-        for i in range(n):
-            name = f"{i + 1:05d}"
-            sel = np.floor(np.linspace(0, int(max_frames) - 1, int(lengths[i])) + 0.5).astype(np.int64)
-            frames = clips[i][sel]
-            write_frame_folder(frame_dir / name, frames, name=lambda k, p=name: f"{p}_{k:05d}.jpg")
-            if layout == "release" and mp4:
-                write_mp4(root_p / _RELEASE_VIDEOS / f"{name}.mp4", frames)
-        codes = [_CANONICAL_TO_DFEW[int(c)] for c in labels]
-        for k, (train_csv, test_csv) in label_files.items():
-            for path, keep in ((train_csv, folds != k), (test_csv, folds == k)):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                rows = "".join(f"{i + 1},{codes[i]}\n" for i in np.flatnonzero(keep))
-                path.write_text("video_name,label\n" + rows, newline="\n")

@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 import numpy as np
 from torch.utils.data import Dataset
 
-from fer_bench.data.base import CANONICAL_CLASSES, DatasetInfo
-from fer_bench.data.video import ClipDataModule, write_frame_folder
+from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.data.base import DatasetInfo
+from fer_bench.data.video import ClipDataModule
 from fer_bench.errors import DataFormatError, UserError
 from fer_bench.registry import DATASETS
 
@@ -37,10 +38,8 @@ FERV39K_CLASSES: tuple[str, ...] = ("Happy", "Sad", "Neutral", "Angry", "Surpris
 #: emotion name -> canonical class id.
 FERV39K_TO_CANONICAL: dict[str, int] = {name: CANONICAL_CLASSES.index(name.lower()) for name in FERV39K_CLASSES}
 
-_FRAMES = Path("2_ClipsforFaceCrop")
-_SETUPS = Path("4_setups") / "All_scenes"
-#: scene names used by :meth:`FERV39K.synth` (a few of the 22; real names are not needed).
-SYNTH_SCENES: tuple[str, ...] = ("Action", "Crime", "Daily-Life")
+FRAMES_DIR = Path("2_ClipsforFaceCrop")
+SETUPS_DIR = Path("4_setups") / "All_scenes"
 
 
 def read_ferv39k_list(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
@@ -106,61 +105,15 @@ class FERV39K(ClipDataModule):
         if not root.is_dir():
             raise DataFormatError(root, "the FERV39K folder (holding 2_ClipsforFaceCrop/ and 4_setups/)",
                                   found="no such folder")
-        tr_rel, tr_labels = read_ferv39k_list(root / _SETUPS / "train_All.csv")
-        te_rel, te_labels = read_ferv39k_list(root / _SETUPS / "test_All.csv")
+        tr_rel, tr_labels = read_ferv39k_list(root / SETUPS_DIR / "train_All.csv")
+        te_rel, te_labels = read_ferv39k_list(root / SETUPS_DIR / "test_All.csv")
         both = sorted(set(tr_rel) & set(te_rel))
         if both:
-            raise DataFormatError(root / _SETUPS / "test_All.csv", "no clip of train_All.csv",
+            raise DataFormatError(root / SETUPS_DIR / "test_All.csv", "no clip of train_All.csv",
                                   found=f"{len(both)} shared clip(s), e.g. {both[:3]}")
-        frames = root / _FRAMES
+        frames = root / FRAMES_DIR
         if not frames.is_dir():
             raise DataFormatError(frames, "the folder of face-crop clips <Scene>/<Emotion>/<NNNN>/*.jpg",
                                   found="no such folder")
         src = lambda r: str(frames / r)  # noqa: E731
         return self.clip_splits([src(r) for r in tr_rel], tr_labels, [src(r) for r in te_rel], te_labels)
-
-    # -- synthetic tree -----------------------------------------------------------------
-    @classmethod
-    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, size: int = 64, min_frames: int = 8,
-              max_frames: int = 24, test_fraction: float = 0.2, scenes: int = 3, **options: Any) -> None:
-        """Synthetic FERV39K in the exact layout.
-
-        ``7 * per_class`` clips spread round-robin over ``scenes`` scene folders (of
-        :data:`SYNTH_SCENES`), numbered ``0001``... per scene and emotion; frames named
-        ``1.jpg``, ``2.jpg``, ... without zero padding (so that readers must sort them
-        naturally), ``min_frames..max_frames`` per clip as in :meth:`DFEW.synth`; per class,
-        ``round(test_fraction * per_class)`` clips go to ``test_All.csv`` (FERV39K's split is
-        about 80/20: 31,088 / 7,847), the rest to ``train_All.csv``.
-        """
-        from fer_bench.data.synthetic import make_clips
-
-        if options:
-            raise UserError(f"unknown ferv39k synth option(s): {', '.join(sorted(options))}")
-        if not 1 <= int(scenes) <= len(SYNTH_SCENES):
-            raise UserError(f"scenes must be 1..{len(SYNTH_SCENES)}, got {scenes}")
-        if not 1 <= int(min_frames) <= int(max_frames):
-            raise UserError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
-        clips, labels, _, _ = make_clips(int(per_class), seed=int(seed), size=int(size), rgb=True,
-                                         frames=int(max_frames))
-        n = len(labels)
-        rng = np.random.default_rng([int(seed), 0x39C])
-        lengths = rng.integers(int(min_frames), int(max_frames) + 1, size=n)
-        is_test = np.zeros(n, bool)
-        for c in range(len(CANONICAL_CLASSES)):
-            pos = rng.permutation(np.flatnonzero(labels == c))
-            is_test[pos[: int(round(float(test_fraction) * len(pos)))]] = True
-        root_p = Path(root)
-        counters: dict[tuple[str, str], int] = {}
-        lines = {False: [], True: []}
-        canon_to_name = {v: k for k, v in FERV39K_TO_CANONICAL.items()}
-        for i in range(n):
-            scene = SYNTH_SCENES[i % int(scenes)]
-            emo = canon_to_name[int(labels[i])]
-            counters[(scene, emo)] = counters.get((scene, emo), 0) + 1
-            rel = f"{scene}/{emo}/{counters[(scene, emo)]:04d}"
-            sel = np.floor(np.linspace(0, int(max_frames) - 1, int(lengths[i])) + 0.5).astype(np.int64)
-            write_frame_folder(root_p / _FRAMES / rel, clips[i][sel], name=lambda k: f"{k}.jpg")
-            lines[bool(is_test[i])].append(f"{rel} {emo}\n")
-        (root_p / _SETUPS).mkdir(parents=True, exist_ok=True)
-        (root_p / _SETUPS / "train_All.csv").write_text("".join(lines[False]), newline="\n")
-        (root_p / _SETUPS / "test_All.csv").write_text("".join(lines[True]), newline="\n")

@@ -34,14 +34,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from fer_bench.data.base import CANONICAL_CLASSES, DatasetInfo, FERDataModule
-from fer_bench.data.imagefolder import list_dirs, list_images, read_table, synth_images, write_image
-from fer_bench.data.io import ImageListDataset
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.data.base import DatasetInfo, FERDataModule
+from fer_bench.data.io import ImageListDataset, list_dirs, list_images, read_table
+from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
@@ -106,10 +105,8 @@ class RAFDB(FERDataModule):
     def __init__(self, root: str | None = None, *, layout: str = "auto", images: str = "aligned",
                  **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        if layout not in LAYOUTS:
-            raise UserError(f"rafdb layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-        if images not in IMAGE_KINDS:
-            raise UserError(f"rafdb images must be one of {', '.join(IMAGE_KINDS)}, got {images!r}")
+        verify_choice(layout, "layout", LAYOUTS, where="rafdb")
+        verify_choice(images, "images", IMAGE_KINDS, where="rafdb")
         self.layout = layout
         self.images = images
         self.resolved_layout: str | None = None
@@ -204,40 +201,3 @@ class RAFDB(FERDataModule):
                 raise DataFormatError(csv, "one row per image", found="no rows")
             out[split] = ImageListDataset(paths, labels)
         return out
-
-    # -- synthetic layout -----------------------------------------------------------------
-    @classmethod
-    def synth(cls, root: str, *, per_class: int = 10, seed: int = 0, layout: str = "basic", size: int = 100,
-              pattern: str = "faces", **options: Any) -> None:
-        """``per_class`` RGB faces per class in train and in test, in the official layout
-        (``layout=basic``: label file + ``Image/aligned`` + ``Image/original``, the original
-        being the aligned face with a 20-pixel reflected border) or the Kaggle one."""
-        if options:
-            raise UserError(f"unknown rafdb synth option(s): {sorted(options)}")
-        if layout not in ("basic", "kaggle"):
-            raise UserError(f"rafdb synth layout must be basic or kaggle, got {layout!r}")
-        root = Path(root)
-        lines: list[str] = []
-        for k, split in enumerate(("train", "test")):
-            images, labels = synth_images(per_class, seed=seed * 10 + k, size=size, rgb=True, pattern=pattern,
-                                          identity_offset=40 * k)
-            width = 5 if split == "train" else 4  # train_00001.jpg / test_0001.jpg as in the release
-            rows = []
-            for i, (img, c) in enumerate(zip(images, labels)):
-                stem = f"{split}_{i + 1:0{width}d}"
-                raf = CANONICAL_TO_RAF[int(c)]
-                if layout == "basic":
-                    write_image(root / "basic" / "Image" / "aligned" / f"{stem}_aligned.jpg", img)
-                    write_image(root / "basic" / "Image" / "original" / f"{stem}.jpg",
-                                cv2.copyMakeBorder(img, 20, 20, 20, 20, cv2.BORDER_REFLECT))
-                    lines.append(f"{stem}.jpg {raf}\n")
-                else:
-                    write_image(root / "DATASET" / split / str(raf) / f"{stem}_aligned.jpg", img)
-                    rows.append(f"{stem}_aligned.jpg,{raf}\n")
-            if layout == "kaggle":
-                for raf in range(1, 8):
-                    (root / "DATASET" / split / str(raf)).mkdir(parents=True, exist_ok=True)
-                (root / f"{split}_labels.csv").write_text("image,label\n" + "".join(rows))
-        if layout == "basic":
-            (root / "basic" / "EmoLabel").mkdir(parents=True, exist_ok=True)
-            (root / "basic" / LABEL_FILE).write_text("".join(lines))

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
 import cv2
@@ -49,7 +48,7 @@ from torch.utils.data import Dataset
 
 from fer_bench.data.base import DatasetInfo, FERDataModule, stratified_split
 from fer_bench.data.cache import ClipCache
-from fer_bench.data.io import decode_image, require_nonempty_file
+from fer_bench.data.io import decode_image, require_nonempty_file, write_frame_folder, write_mp4  # noqa: F401  (writers re-exported)
 from fer_bench.errors import UnreadableSample, UserError
 
 
@@ -334,64 +333,6 @@ class ClipDataset(Dataset):
             clip = clip[..., None]
         x = torch.from_numpy(np.ascontiguousarray(clip.transpose(0, 3, 1, 2)))
         return x, int(self.labels[i])
-
-
-# --------------------------------------------------------------------------------------
-# writing (synthetic trees, tests)
-# --------------------------------------------------------------------------------------
-def _as_rgb(frames: np.ndarray) -> np.ndarray:
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8, got {frames.dtype}")
-    if frames.ndim == 3:
-        frames = np.repeat(frames[..., None], 3, axis=-1)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-        raise ValueError(f"frames must be [T,H,W] or [T,H,W,3] with T >= 1, got {frames.shape}")
-    return frames
-
-
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 25.0) -> Path:
-    """Write uint8 RGB ``[T,H,W,3]`` (or grey ``[T,H,W]``) frames as an MPEG-4 Part 2 ``.mp4``.
-
-    ``cv2.VideoWriter`` with fourcc ``mp4v``: OpenCV's bundled FFmpeg writes it and decord
-    reads it back with the same frame count (lossy: mean absolute error ~2 grey levels on
-    smooth content, checked in ``tests/test_video.py``).  Even ``H``/``W`` are safest.
-    """
-    frames = _as_rgb(frames)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (int(w), int(h)), True)
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot open an mp4v writer for {path}")
-    try:
-        for f in frames:
-            writer.write(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
-
-
-def write_frame_folder(folder: str | os.PathLike, frames: np.ndarray, *,
-                       name: Callable[[int], str] = lambda k: f"{k:05d}.jpg", start: int = 1,
-                       jpeg_quality: int = 95) -> list[Path]:
-    """Write uint8 RGB ``[T,H,W,3]`` (or grey ``[T,H,W]``) frames as image files.
-
-    ``name(k)`` gives the file name of frame ``k`` (``start``-based); its extension picks
-    the format (``.png`` is lossless).  Returns the written paths in frame order.
-    """
-    frames = np.asarray(frames)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for t, f in enumerate(frames):
-        p = folder / name(start + t)
-        img = f if f.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2BGR)
-        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if p.suffix.lower() in (".jpg", ".jpeg") else []
-        if not cv2.imwrite(str(p), img, params):
-            raise RuntimeError(f"OpenCV could not write {p}")
-        out.append(p)
-    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""Face boxes for face crops: OpenCV's Haar frontal-face detector, landmark boxes, square crops.
+
+Shared by the readers that crop faces (CK+); no dataset layout here.  Detections are cached
+per process by (path, size, mtime, cascade).
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from fer_bench.data.io import ImageListDataset, decode_image, to_chw
+from fer_bench.errors import UnreadableSample, UserError
+
+CENTER_FRACTION = 0.75
+LANDMARK_MARGIN = 0.10
+HAAR_MAX_SIDE = 320
+#: the box meaning "the centred square" (see :func:`crop_face`)
+CENTER_BOX = (-1, -1, -1, -1)
+
+
+def landmark_box(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[int, int, int, int]:
+    """Square ``(x, y, w, h)`` around the landmarks' bounding box, side ``max(w, h) * (1 + margin)``."""
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    side = max(x1 - x0, y1 - y0) * (1.0 + margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    s = max(1, int(round(side)))
+    return int(round(cx - s / 2)), int(round(cy - s / 2)), s, s
+
+
+def crop_face(img: np.ndarray, box) -> np.ndarray:
+    """Crop ``box = (x, y, w, h)`` shifted inside the image (not truncated); a box with ``w <= 0``
+    is the centred square of side ``CENTER_FRACTION * min(H, W)``."""
+    H, W = img.shape[:2]
+    x, y, w, h = (int(v) for v in box)
+    if w <= 0 or h <= 0:
+        s = max(1, int(round(CENTER_FRACTION * min(H, W))))
+        x, y, w, h = (W - s) // 2, (H - s) // 2, s, s
+    else:
+        w, h = min(w, W), min(h, H)
+        x, y = min(max(x, 0), W - w), min(max(y, 0), H - h)
+    return img[y:y + h, x:x + w]
+
+
+_DETECTIONS: dict[tuple, tuple[int, int, int, int] | None] = {}
+
+
+def default_cascade() -> str:
+    base = getattr(getattr(cv2, "data", None), "haarcascades", "") or ""
+    return os.path.join(base, "haarcascade_frontalface_default.xml")
+
+
+def haar_available(cascade: str | None = None) -> bool:
+    """True when OpenCV has ``CascadeClassifier`` and the cascade file exists."""
+    return getattr(cv2, "CascadeClassifier", None) is not None and os.path.isfile(cascade or default_cascade())
+
+
+class HaarFaceDetector:
+    """OpenCV's Viola-Jones frontal-face cascade: the largest face of a grey image, or ``None``."""
+
+    def __init__(self, cascade: str | None = None) -> None:
+        self.cascade = cascade or default_cascade()
+        cls = getattr(cv2, "CascadeClassifier", None)
+        if cls is None:
+            raise UserError(
+                f"crop=haar: OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved it to opencv-contrib's "
+                "xobjdetect); use crop=landmarks with the Landmarks/ folder of the CK+ release, or crop=center")
+        if not os.path.isfile(self.cascade):
+            raise UserError(f"crop=haar: cascade file {self.cascade} not found (OpenCV 5 wheels ship no cascades); "
+                            "pass -d cascade=PATH/haarcascade_frontalface_default.xml")
+        self.clf = cls(self.cascade)
+        if self.clf.empty():
+            raise UserError(f"crop=haar: OpenCV could not load the cascade {self.cascade}")
+
+    def detect(self, grey: np.ndarray) -> tuple[int, int, int, int] | None:
+        H, W = grey.shape[:2]
+        scale = min(1.0, HAAR_MAX_SIDE / max(H, W))
+        small = cv2.resize(grey, (round(W * scale), round(H * scale)), interpolation=cv2.INTER_AREA) \
+            if scale < 1 else grey
+        m = max(24, min(small.shape[:2]) // 5)
+        faces = self.clf.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(m, m))
+        if faces is None or len(faces) == 0:
+            return None
+        x, y, w, h = max((tuple(int(v) for v in f) for f in faces), key=lambda f: f[2] * f[3])
+        return tuple(int(round(v / scale)) for v in (x, y, w, h))
+
+    def detect_file(self, path: str) -> tuple[int, int, int, int] | None:
+        """Cached per process by (path, size, mtime, cascade); raises UnreadableSample."""
+        st = os.stat(path) if os.path.exists(path) else None
+        key = (path, st.st_size if st else -1, st.st_mtime_ns if st else -1, self.cascade)
+        if key not in _DETECTIONS:
+            _DETECTIONS[key] = self.detect(decode_image(path, grey=True))
+        return _DETECTIONS[key]
+
+
+def face_boxes(paths, crop: str, *, landmarks=None, cascade: str | None = None) -> tuple[np.ndarray | None, int]:
+    """``(boxes int64 [N, 4] or None, fallbacks)`` of frames for a crop mode.
+
+    ``crop``: ``none`` (no boxes), ``center`` (every box :data:`CENTER_BOX`), ``landmarks``
+    (``landmarks(path)`` gives a frame's points or ``None``), ``haar`` (the largest detected
+    face).  A frame without landmarks or without a detected face gets the centre box and
+    counts as a fallback; an unreadable frame gets the centre box uncounted (the sample is
+    skipped and counted when read).
+    """
+    if crop == "none":
+        return None, 0
+    n = len(paths)
+    boxes = np.tile(np.asarray(CENTER_BOX, np.int64), (n, 1))
+    fallbacks = 0
+    if crop == "landmarks":
+        for i, p in enumerate(paths):
+            pts = landmarks(p)
+            if pts is None:
+                fallbacks += 1
+            else:
+                boxes[i] = landmark_box(pts)
+    elif crop == "haar":
+        det = HaarFaceDetector(cascade)
+        for i, p in enumerate(paths):
+            try:
+                box = det.detect_file(p)
+            except UnreadableSample:
+                continue  # not a fallback: the sample is skipped and counted when read
+            if box is None:
+                fallbacks += 1
+            else:
+                boxes[i] = box
+    return boxes, fallbacks
+
+
+class CroppedFrames(ImageListDataset):
+    """Grey frames, each cropped by its box (``(-1, -1, -1, -1)`` = centre square; no boxes =
+    the whole image); a box is shifted inside the frame, not truncated (see :func:`crop_face`)."""
+
+    def __getitem__(self, i: int):
+        img = decode_image(self.paths[i], grey=True)
+        if self.boxes is not None:
+            img = crop_face(img, self.boxes[i])
+            if img.size == 0:
+                raise UnreadableSample(self.paths[i], "empty face crop")
+        return to_chw(img), int(self.labels[i])
