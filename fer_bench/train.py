@@ -50,6 +50,7 @@ def build(cfg: TrainConfig):
                                  pin_memory=uses_cuda(cfg.accelerator))
     if cfg.clip_cache and data_cls.info.modality == "dynamic":
         speed["clip_cache"] = cfg.clip_cache
+    speed.update(recipe_data_args(cfg))  # the method's augmentation / normalisation / test frames
     speed.update(cfg.data_args)  # -d / suite data_args win
     dm = data_cls(
         cfg.root, batch_size=batch_size_of(cfg), seed=cfg.seed, fold=cfg.fold,
@@ -96,13 +97,47 @@ def actual_recipe(cfg: TrainConfig) -> dict[str, Any]:
         "batch_size": batch_size_of(cfg), "loss_weights": hp, "sampler": da.get("sampler", "uniform"),
         "tta": cfg.tta,
     }
-    # what the DataModule applies: the method's recipe unless a data argument overrides it
-    for name in ("augmentation", "normalization", "test_frames"):
+    # what the DataModule applies: the method's recipe unless a data argument overrides it; a
+    # dataset that has no such argument (synthetic clips come with their frames) says so
+    from fer_bench.settings import constructor_params
+
+    accepted = constructor_params(data_cls)
+    applied = {**recipe_data_args(cfg), **da}
+    for name in RECIPE_DATA_ARGS:
         if recipe is not None and name in recipe.fields:
-            actual[name] = da.get(name, recipe.value(name))
+            actual[name] = applied[name] if name in applied else "n/a" if name not in accepted else \
+                accepted_default(data_cls, name)
     if data_cls.info.modality == "dynamic":
         actual["frames"] = da.get("frames", 16)
     return {k: v for k, v in actual.items() if v is not None or k == "loss_weights"}
+
+
+RECIPE_DATA_ARGS = ("augmentation", "normalization", "test_frames")
+
+
+def recipe_data_args(cfg: TrainConfig) -> dict[str, Any]:
+    """The dataset arguments the method's recipe sets (augmentation, normalisation, test-frame
+    placement), for the ones the dataset's DataModule takes."""
+    from fer_bench.data import DATASETS
+    from fer_bench.methods import METHODS
+    from fer_bench.settings import constructor_params
+
+    recipe = METHODS.get(cfg.method).recipe()
+    if recipe is None:
+        return {}
+    recipe = recipe.for_dataset(cfg.dataset)
+    accepted = constructor_params(DATASETS.get(cfg.dataset))
+    return {k: recipe.value(k) for k in RECIPE_DATA_ARGS if k in recipe.fields and k in accepted}
+
+
+def accepted_default(cls: type, name: str) -> Any:
+    import inspect
+
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None and name in inspect.signature(init).parameters:
+            return inspect.signature(init).parameters[name].default
+    return None
 
 
 def batch_size_of(cfg: TrainConfig) -> int:

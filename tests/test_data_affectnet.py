@@ -226,7 +226,7 @@ def test_index_of_290k_rows_is_lazy_and_bounded(tmp_path):
 
 
 def test_zero_byte_and_corrupt_images_skipped_and_counted(csv_tree, tmp_path):
-    from fer_bench.data.cli import check_dataset
+    from fer_bench.data.check import check_dataset
 
     root = tmp_path / "af"
     shutil.copytree(csv_tree, root)

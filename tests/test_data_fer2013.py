@@ -15,7 +15,7 @@ from fer_bench.classes import CANONICAL_CLASSES_8
 from fer_bench.data import fer2013 as F
 from fer_bench.data import fer2013_csv as FC
 from fer_bench.data import ferplus as FP
-from fer_bench.data.cli import check_dataset
+from fer_bench.data.check import check_dataset
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import class_grey_level, synth_images
 from fer_bench.errors import DataFormatError

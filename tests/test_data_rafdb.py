@@ -11,7 +11,7 @@ import torch
 from fer_bench.data import DATASETS
 from fer_bench.data import rafdb as R
 from fer_bench.classes import CANONICAL_CLASSES
-from fer_bench.data.cli import check_dataset
+from fer_bench.data.check import check_dataset
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import class_grey_level
 from fer_bench.errors import DataFormatError

@@ -187,3 +187,65 @@ def test_bad_job_weights_name_is_refused_at_suite_load(tmp_path):
     with pytest.raises(UserError, match="no-such-weights"):
         load_suite(suite)
     assert Job("resnet18", "synthetic-static", None, 0).config().weights is None
+
+
+# -- augmentation, normalisation and test frames owned by the method ------------------------------
+def test_default_augmentation_is_unchanged_and_ial_is_the_official_one():
+    from torchvision.transforms import v2
+
+    from fer_bench.data.transforms import MatchChannels, build_transform
+
+    x = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    old = v2.Compose([MatchChannels(3), v2.RandomResizedCrop(48, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+                      v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True)])
+    torch.manual_seed(5)
+    a = old(x)
+    torch.manual_seed(5)
+    assert torch.equal(build_transform(train=True, input_size=48, in_chans=3)(x), a)
+    ial = build_transform(train=True, input_size=48, in_chans=3, augmentation="ial").transforms
+    crop = next(t for t in ial if isinstance(t, v2.RandomResizedCrop))
+    assert crop.scale == (0.85, 1.0) and crop.ratio == pytest.approx((3 / 5, 5 / 3))
+    assert any(isinstance(t, v2.ColorJitter) and t.brightness == pytest.approx((0.4, 1.6)) for t in ial)
+    assert any(isinstance(t, v2.RandomRotation) and list(t.degrees) == [-4.0, 4.0] for t in ial)
+    # one draw per clip: a clip of identical frames stays identical frame to frame
+    clip = x[None].repeat(4, 1, 1, 1)
+    out = build_transform(train=True, input_size=48, in_chans=3, augmentation="ial")(clip)
+    assert all(torch.equal(out[0], out[t]) for t in range(1, 4))
+    norm = build_transform(train=False, input_size=48, in_chans=3, normalization="imagenet")(x)
+    plain = build_transform(train=False, input_size=48, in_chans=3)(x)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    assert torch.allclose(norm, (plain - mean) / std, atol=1e-6)
+
+
+def test_segment_centre_test_frames_are_the_official_ones():
+    from fer_bench.data.video import sample_indices
+
+    for n in range(17, 120):
+        tick = n / 16.0
+        official = [int(tick / 2.0 + tick * k) for k in range(16)]
+        assert sample_indices(n, 16, train=False, eval_frames="segment-centre").tolist() == official, n
+    assert sample_indices(32, 16, train=False, eval_frames="segment-centre").tolist() == list(range(1, 32, 2))
+    assert sample_indices(32, 16, train=False).tolist() != list(range(1, 32, 2))  # linspace stays the default
+
+
+def test_the_datamodule_applies_the_methods_recipe(tmp_path):
+    from fer_bench.settings import TrainConfig
+    from fer_bench.synth import write_layout
+    from fer_bench.train import build
+
+    write_layout("dfew", str(tmp_path / "dfew"), per_class=1, seed=0)
+    dm, _ = build(TrainConfig(method="ial_gca", dataset="dfew", root=str(tmp_path / "dfew"), fold=1, input_size=32))
+    assert (dm.augmentation, dm.test_frames, dm.normalization) == ("ial", "segment-centre", "none")
+    assert dm.protocol_args()["test_frames"] == "segment-centre"
+    dm, _ = build(TrainConfig(method="resnet18_lstm", dataset="dfew", root=str(tmp_path / "dfew"), fold=1,
+                              input_size=32))
+    assert (dm.augmentation, dm.test_frames) == ("default", "linspace")
+    dm, _ = build(TrainConfig(method="multiscale_ccl", dataset="synthetic-static", input_size=48,
+                              data_args={"train_per_class": 2, "val_per_class": 1, "test_per_class": 1}))
+    assert dm.normalization == "imagenet"
+    # a data argument overrides the recipe, and the row says so
+    cfg = TrainConfig(method="ial_gca", dataset="dfew", root=str(tmp_path / "dfew"), fold=1,
+                      data_args={"augmentation": "default"})
+    dm, _ = build(cfg)
+    assert dm.augmentation == "default" and "augmentation default≠ial" in run_deviations(cfg)

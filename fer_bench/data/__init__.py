@@ -7,7 +7,7 @@ from fer_bench.data.base import CANONICAL_CLASSES, CANONICAL_CLASSES_8, DatasetI
 from fer_bench.registry import DATASETS
 
 for _m in pkgutil.iter_modules(__path__):
-    if _m.name not in ("base", "cli"):
+    if _m.name != "base":
         importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = ["CANONICAL_CLASSES", "CANONICAL_CLASSES_8", "DatasetInfo", "FERDataModule", "DATASETS"]

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from fer_bench.data.cache import DecodedImageCache, check_cache_mode, decodes_files, default_cache_budget_mb, \
     estimate_decoded_mb
-from fer_bench.data.transforms import build_transform
-from fer_bench.errors import UnreadableSample, UserError
+from fer_bench.data.transforms import AUGMENTATIONS, NORMALIZATIONS, build_transform
+from fer_bench.errors import UnreadableSample, UserError, verify_choice
 
 from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8  # noqa: F401  (re-exported)
 
@@ -209,6 +209,8 @@ class FERDataModule(L.LightningDataModule):
         cache_images: str | bool = "auto",
         cache_budget_mb: float | None = None,
         channels_last: bool = False,
+        augmentation: str = "default",
+        normalization: str = "none",
     ) -> None:
         super().__init__()
         if self.requires_root and root is None:
@@ -232,6 +234,10 @@ class FERDataModule(L.LightningDataModule):
         self.input_size = input_size or self.default_input_size
         self.in_chans = in_chans or self.default_in_chans
         self.val_fraction = val_fraction
+        # protocol: the training augmentation and input normalisation (the method's recipe names them)
+        self.augmentation = verify_choice(augmentation, "augmentation", AUGMENTATIONS, where=getattr(self, "registry_name", type(self).__name__))
+        self.normalization = verify_choice(normalization, "normalization", tuple(NORMALIZATIONS),
+                                           where=getattr(self, "registry_name", type(self).__name__))
         self.splits: dict[str, SplitDataset] = {}
 
     # -- to implement -------------------------------------------------------------------
@@ -252,7 +258,8 @@ class FERDataModule(L.LightningDataModule):
     def protocol_args(self) -> dict[str, Any]:
         """Everything that changes the number; recorded in config.yaml and leaderboards."""
         return {"fold": self.fold, "limit_per_class": self.limit, "input_size": self.input_size,
-                "in_chans": self.in_chans, "classes": len(self.classes)}
+                "in_chans": self.in_chans, "classes": len(self.classes), "augmentation": self.augmentation,
+                "normalization": self.normalization}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -270,7 +277,10 @@ class FERDataModule(L.LightningDataModule):
         va_pos = limit_per_class(dataset_labels(val), va_pos, self.limit, self.seed + 1)
         te_pos = limit_per_class(dataset_labels(test), np.arange(len(test)), self.limit, self.seed + 2)
         train, val, test = self._cached(((train, tr_pos), (val, va_pos), (test, te_pos)))
-        mk = lambda train_mode: build_transform(train=train_mode, input_size=self.input_size, in_chans=self.in_chans)
+        def mk(train_mode: bool):
+            return build_transform(train=train_mode, input_size=self.input_size, in_chans=self.in_chans,
+                                   augmentation=self.augmentation, normalization=self.normalization)
+
         self.splits = {
             "train": SplitDataset(train, tr_pos, mk(True)),
             "val": SplitDataset(val, va_pos, mk(False)),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
+from fer_bench.errors import verify_choice
+
 
 class MatchChannels(torch.nn.Module):
     """Grey <-> RGB so that any dataset feeds any model (channel dim is ``-3``)."""
@@ -33,15 +35,40 @@ class MatchChannels(torch.nn.Module):
         raise ValueError(f"cannot map {c} channels to {self.in_chans}")
 
 
-def build_transform(*, train: bool, input_size: int, in_chans: int) -> v2.Compose:
+AUGMENTATIONS: tuple[str, ...] = ("default", "ial")
+#: name -> (mean, std) per RGB channel; a grey input takes the mean of the three
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "none": None,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision's ImageNet statistics
+}
+
+
+def build_transform(*, train: bool, input_size: int, in_chans: int, augmentation: str = "default",
+                    normalization: str = "none") -> v2.Compose:
     """The transform of one split.  Works on ``[C,H,W]`` and ``[T,C,H,W]`` uint8 tensors."""
+    verify_choice(augmentation, "augmentation", AUGMENTATIONS)
+    verify_choice(normalization, "normalization", tuple(NORMALIZATIONS))
     ops: list[torch.nn.Module] = [MatchChannels(in_chans)]
-    if train:
+    if train and augmentation == "ial":
+        ops += [
+            v2.RandomResizedCrop(input_size, scale=(0.85, 1.0), ratio=(3 / 5, 5 / 3), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.ColorJitter(brightness=0.6),
+            v2.RandomRotation(4),
+        ]
+    elif train:
         ops += [
             v2.RandomResizedCrop(input_size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
             v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
         ]
     else:
-        ops += [v2.Resize((input_size, input_size), antialias=True)]
-    ops += [v2.ToDtype(torch.float32, scale=True)]
+        ops += [v2.Resize((input_size, input_size), antialias=True), v2.ToDtype(torch.float32, scale=True)]
+    stats = NORMALIZATIONS[normalization]
+    if stats is not None:
+        mean, std = stats
+        if in_chans == 1:
+            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+        ops += [v2.Normalize(mean=list(mean), std=list(std))]
     return v2.Compose(ops)

@@ -49,7 +49,7 @@ from torch.utils.data import Dataset
 from fer_bench.data.base import DatasetInfo, FERDataModule, stratified_split
 from fer_bench.data.cache import ClipCache
 from fer_bench.data.io import decode_image, require_nonempty_file, write_frame_folder, write_mp4  # noqa: F401  (writers re-exported)
-from fer_bench.errors import UnreadableSample, UserError
+from fer_bench.errors import UnreadableSample, UserError, verify_choice
 
 
 def _png_works() -> bool:
@@ -94,8 +94,11 @@ FRAME_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 # --------------------------------------------------------------------------------------
 # temporal sampling
 # --------------------------------------------------------------------------------------
+EVAL_FRAMES: tuple[str, ...] = ("linspace", "segment-centre")
+
+
 def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+                   rng: np.random.Generator | None = None, eval_frames: str = "linspace") -> np.ndarray:
     """Frame indices (int64, ``num_segments`` of them, sorted) to take from a clip.
 
     DFEW protocol (``shared/datasets.md``; Jiang et al., ACM MM 2020): 16 frames per clip,
@@ -116,6 +119,12 @@ def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
         ``linspace(0, n-1, S)`` rounded half up (``floor(x + 0.5)``; with ``S = 16`` no value
         is ever exactly half-way since ``S - 1 = 15`` is odd).  Short clips repeat frames
         naturally (``n=5``: ``0,0,1,1,1,1,2,2,2,2,3,3,3,3,4,4``); ``rng`` is ignored.
+    ``train=False, eval_frames="segment-centre"`` (the official IAL test sampling)
+        the centre of each segment, ``floor((2k + 1) n / 2S)``: for ``n > S`` this is the
+        official ``int(tick/2 + tick*k)`` with ``tick = n/S`` (``dataset_DFEW.py``,
+        ``_get_test_indices``), computed in integers.  For ``n <= S`` the official code takes
+        frame 0 sixteen times; here the same rule goes on (every frame in order, repeated),
+        since the official lists drop clips under 16 frames and the rule is then undefined.
     """
     n, s = int(num_frames), int(num_segments)
     if n < 1:
@@ -129,6 +138,9 @@ def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
         if rng is None:
             rng = np.random.default_rng()
         idx = rng.integers(lo, hi)  # high exclusive, one draw per segment
+    elif verify_choice(eval_frames, "test_frames", EVAL_FRAMES) == "segment-centre":
+        k = np.arange(s, dtype=np.int64)
+        idx = ((2 * k + 1) * n) // (2 * s)
     else:
         idx = np.floor(np.linspace(0.0, n - 1, s) + 0.5)
     return np.asarray(idx, dtype=np.int64)
@@ -194,14 +206,15 @@ def _open_video(path: str | os.PathLike):
 
 
 def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: bool,
-                    rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
+                    rng: np.random.Generator | None = None, grey: bool = False,
+                    eval_frames: str = "linspace") -> np.ndarray:
     """Sampled frames of a video file: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
 
     Only the sampled indices are decoded (``VideoReader.get_batch``).
     """
     path, vr, n = _open_video(path)
     try:
-        idx = sample_indices(n, num_segments, train=train, rng=rng)
+        idx = sample_indices(n, num_segments, train=train, rng=rng, eval_frames=eval_frames)
 
         def read(uniq: np.ndarray) -> np.ndarray:
             batch = vr.get_batch(uniq.tolist())
@@ -227,14 +240,15 @@ def _first_line(e: BaseException) -> str:
 
 
 def read_frame_folder_clip(folder: str | os.PathLike, num_segments: int = 16, *, train: bool,
-                           rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
+                           rng: np.random.Generator | None = None, grey: bool = False,
+                           eval_frames: str = "linspace") -> np.ndarray:
     """Sampled frames of a frame folder: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
 
     Only the sampled files are decoded.  A frame whose size differs from the first sampled
     frame's is resized to it (``cv2.INTER_AREA``) so that the clip stacks.
     """
     files = list_frames(folder)
-    idx = sample_indices(len(files), num_segments, train=train, rng=rng)
+    idx = sample_indices(len(files), num_segments, train=train, rng=rng, eval_frames=eval_frames)
 
     def read(uniq: np.ndarray) -> np.ndarray:
         imgs = [decode_image(files[i], grey=grey) for i in uniq]
@@ -247,10 +261,10 @@ def read_frame_folder_clip(folder: str | os.PathLike, num_segments: int = 16, *,
 
 
 def read_clip(source: str | os.PathLike, num_segments: int = 16, *, train: bool,
-              rng: np.random.Generator | None = None, grey: bool = False) -> np.ndarray:
+              rng: np.random.Generator | None = None, grey: bool = False, eval_frames: str = "linspace") -> np.ndarray:
     """A video file (by extension, see :data:`VIDEO_EXTENSIONS`) or a frame folder."""
     reader = read_video_clip if is_video_file(source) else read_frame_folder_clip
-    return reader(source, num_segments, train=train, rng=rng, grey=grey)
+    return reader(source, num_segments, train=train, rng=rng, grey=grey, eval_frames=eval_frames)
 
 
 def decode_all_frames(source: str | os.PathLike, grey: bool = False) -> np.ndarray:
@@ -296,7 +310,7 @@ class ClipDataset(Dataset):
 
     def __init__(self, sources: Sequence[str | os.PathLike], labels: Sequence[int] | np.ndarray, *,
                  frames: int = 16, train: bool, grey: bool = False, seed: int = 0,
-                 cache: ClipCache | None = None) -> None:
+                 cache: ClipCache | None = None, eval_frames: str = "linspace") -> None:
         if len(sources) != len(labels):
             raise ValueError(f"sources ({len(sources)}) and labels ({len(labels)}) differ in length")
         if int(frames) < 1:
@@ -308,6 +322,7 @@ class ClipDataset(Dataset):
         self.grey = bool(grey)
         self.seed = int(seed)
         self.cache = cache
+        self.eval_frames = verify_choice(eval_frames, "test_frames", EVAL_FRAMES)
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -318,9 +333,11 @@ class ClipDataset(Dataset):
         if self.cache is not None:
             every = self.cache.frames(source, self.grey, decode_all_frames)
             if every is not None:
-                idx = sample_indices(len(every), self.frames, train=self.train, rng=rng)
+                idx = sample_indices(len(every), self.frames, train=self.train, rng=rng,
+                                     eval_frames=self.eval_frames)
                 return np.ascontiguousarray(every[idx])
-        return read_clip(source, self.frames, train=self.train, rng=rng, grey=self.grey)
+        return read_clip(source, self.frames, train=self.train, rng=rng, grey=self.grey,
+                         eval_frames=self.eval_frames)
 
     def _rng(self, i: int) -> np.random.Generator:
         draw = int(torch.randint(0, 2 ** 62, (1,)).item())
@@ -354,11 +371,13 @@ class ClipDataModule(FERDataModule):
     default_in_chans: ClassVar[int] = 3
 
     def __init__(self, root: str | None = None, *, frames: int = 16, clip_cache: str | None = None,
-                 **kwargs: Any) -> None:
+                 test_frames: str = "linspace", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if isinstance(frames, bool) or int(frames) < 1:
             raise UserError(f"frames must be a positive integer (frames per clip), got {frames!r}")
         self.frames = int(frames)
+        # how val/test frames are placed: DFEW's linspace, or IAL's segment centres
+        self.test_frames = verify_choice(test_frames, "test_frames", EVAL_FRAMES, where=getattr(self, "registry_name", type(self).__name__))
         # optional on-disk uint8 cache of decoded frames (fer_bench.data.cache); not a protocol
         # argument: a cached clip equals an uncached one bit for bit
         self.clip_cache = ClipCache(clip_cache) if clip_cache else None
@@ -371,7 +390,7 @@ class ClipDataModule(FERDataModule):
 
         def make(sources: Sequence[str], labels: np.ndarray, train: bool) -> ClipDataset:
             return ClipDataset(sources, labels, frames=self.frames, train=train, grey=self.in_chans == 1,
-                               seed=self.seed, cache=self.clip_cache)
+                               seed=self.seed, cache=self.clip_cache, eval_frames=self.test_frames)
 
         return {
             "train": make([train_sources[i] for i in tr], train_labels[tr], True),
@@ -383,8 +402,10 @@ class ClipDataModule(FERDataModule):
         args = super().protocol_args()
         args.update(
             frames=self.frames,
-            temporal_sampling="train: one random frame per segment (sorted); val/test: linspace(0, n-1, frames) "
-                              "rounded; short clips repeat frames",
+            test_frames=self.test_frames,
+            temporal_sampling="train: one random frame per segment (sorted); val/test: "
+                              + ("linspace(0, n-1, frames) rounded" if self.test_frames == "linspace"
+                                 else "the centre of each of `frames` segments") + "; short clips repeat frames",
             val_split=f"{self.val_fraction:g} of the training clips, stratified, seed {self.seed}",
         )
         return args
