@@ -252,7 +252,7 @@ def pipeline_case(name: str, method: str, modality: str, input_size: int, roots,
         out = tmp / "runs" / f"{name}-{r}"
         cfg = case_config(method, modality, input_size, roots, source, out, plan, num_workers, extra)
 
-        def bare():
+        def bare(cfg=cfg):
             model, batches, test = preload(cfg, plan)
             return bare_train_rate(model, batches, plan, cfg), bare_forward_rate(model, test, cfg)
 
@@ -509,7 +509,7 @@ def print_table(f: dict[str, Any]) -> None:
               f"{'eval':>6s}")
         for c in f["pipeline"]:
             r = c["runs"]
-            med = lambda k: statistics.median(x[k] for x in r)  # noqa: E731
+            med = lambda k, r=r: statistics.median(x[k] for x in r)  # noqa: E731
             print(f"{c['case']:34s} {med('trainer_train_sps'):12.1f} {med('bare_train_sps'):9.1f} "
                   f"{c['pipeline_efficiency']:9.3f} {med('trainer_test_sps'):9.1f} {med('bare_forward_sps'):8.1f} "
                   f"{c['evaluation']:6.3f}")

@@ -29,9 +29,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import typing
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from fer_bench.errors import UserError
 

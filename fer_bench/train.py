@@ -192,7 +192,6 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     ``callbacks``: extra Lightning callbacks (e.g. the timers of ``benchmarks/perf.py``)."""
     import lightning as L
-    import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 

@@ -1,10 +1,9 @@
-import numpy as np
 import pytest
 import torch
 import torchvision
 
-from fer_bench.synth import make_clips, make_static
 from fer_bench.methods import METHODS, count_params
+from fer_bench.synth import make_clips, make_static
 
 
 def _overfit(model, x, y, steps: int, lr: float = 3e-3) -> tuple[float, float]:

@@ -10,11 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, free_port, run_cli
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.regress import regress_compare
 from fer_bench.bench.suite import load_suite
 from fer_bench.errors import DataFormatError
+
+from conftest import REPO, free_port, run_cli
 
 TINY_SUITE = """
 suite: tiny
@@ -70,7 +71,8 @@ def test_a_crash_while_writing_leaves_no_version(tmp_path, monkeypatch):
 
 def test_suite_errors_name_file_and_cell(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("suite: x\ncells:\n  - method: resnet18\n    dataset: synthetic-static\n  - method: nope\n    dataset: ckplus\n")
+    bad.write_text("suite: x\ncells:\n  - method: resnet18\n    dataset: synthetic-static\n"
+                   "  - method: nope\n    dataset: ckplus\n")
     with pytest.raises(DataFormatError) as e:
         load_suite(bad)
     assert str(bad) in str(e.value) and "cell 2" in str(e.value) and "resnet18" in str(e.value)

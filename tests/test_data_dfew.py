@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_bench.data import DATASETS
 from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.data import DATASETS
 from fer_bench.data.check import check_dataset
-from fer_bench.data.video import write_frame_folder, write_mp4
-from fer_bench.synth import write_layout
+from fer_bench.data.video import write_frame_folder
 from fer_bench.errors import DataFormatError, UserError
+from fer_bench.synth import write_layout
 
 PER_CLASS = 5  # -> exactly one clip per class in each fold's test file
 N = 7 * PER_CLASS

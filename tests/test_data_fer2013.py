@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from fer_bench.data import DATASETS
 from fer_bench.classes import CANONICAL_CLASSES_8
+from fer_bench.data import DATASETS
 from fer_bench.data import fer2013 as F
 from fer_bench.data import fer2013_csv as FC
 from fer_bench.data import ferplus as FP
 from fer_bench.data.check import check_dataset
+from fer_bench.errors import DataFormatError
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import class_grey_level, synth_images
-from fer_bench.errors import DataFormatError
 
 REAL_VOTES = Path(__file__).resolve().parents[2] / "shared/data/ferplus/fer2013new.csv"
 C = {name: i for i, name in enumerate(CANONICAL_CLASSES_8)}

@@ -1,7 +1,6 @@
 """FERV39K: split lists, class mapping name by name, frame order, synthetic tree, one run."""
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -9,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_bench.data import DATASETS
 from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.data import DATASETS
 from fer_bench.data.check import check_dataset
 from fer_bench.data.video import ClipDataset, write_frame_folder
-from fer_bench.synth import write_layout
 from fer_bench.errors import DataFormatError, UserError
+from fer_bench.synth import write_layout
 
 SETUPS = Path("4_setups/All_scenes")
 CLIPS = Path("2_ClipsforFaceCrop")

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
 from fer_bench.data import DATASETS
 from fer_bench.data import imagefolder as I
-from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
 from fer_bench.data.check import check_dataset
+from fer_bench.errors import DataFormatError, UserError
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import class_grey_level
-from fer_bench.errors import DataFormatError, UserError
 
 
 def _levels(ds) -> tuple[np.ndarray, np.ndarray]:

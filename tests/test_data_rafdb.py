@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data import DATASETS
 from fer_bench.data import rafdb as R
-from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.check import check_dataset
+from fer_bench.errors import DataFormatError
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import class_grey_level
-from fer_bench.errors import DataFormatError
 
 C = {name: i for i, name in enumerate(CANONICAL_CLASSES)}
 

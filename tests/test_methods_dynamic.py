@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run_cli
 from fer_bench.classes import CANONICAL_CLASSES_8
 from fer_bench.methods import METHODS
 from fer_bench.methods.base import count_params
 from fer_bench.methods.ial_gca import GCSACAI, IALGCA
+
+from conftest import run_cli
 
 DYNAMIC = ["ial_gca", "gcsa_cai"]
 

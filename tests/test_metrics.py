@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import free_port
 from fer_bench.metrics import FERMetrics, MissingClassWarning, dedup_by_index
+
+from conftest import free_port
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -83,7 +84,7 @@ def test_metrics_exact_under_two_process_gloo_ddp(tmp_path):
     subprocess.run([sys.executable, str(worker), str(free_port()), str(out)], check=True, timeout=300)
     res = json.loads(out.read_text())
     sys.path.insert(0, str(worker.parent))
-    from _ddp_metrics_worker import CLASSES as C, data
+    from _ddp_metrics_worker import data
 
     logits, target = data()
     war, uar, recall, cm = numpy_scores(logits.argmax(1), target, 7)

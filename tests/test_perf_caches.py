@@ -12,8 +12,8 @@ from fer_bench.data.base import default_num_workers, usable_cpus
 from fer_bench.data.cache import ClipCache, DecodedImageCache
 from fer_bench.data.dfew import DFEW
 from fer_bench.data.fer2013 import FER2013
-from fer_bench.synth import write_layout
 from fer_bench.errors import UnreadableSample, UserError
+from fer_bench.synth import write_layout
 from fer_bench.train import TrainConfig, build
 
 

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_cli
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.runner import paper_protocol, with_paper_init
 from fer_bench.bench.suite import Job, apply_overrides, load_suite
@@ -15,6 +14,8 @@ from fer_bench.methods import METHODS
 from fer_bench.methods.recipe import FIELDS, deviations, parse_recipe
 from fer_bench.train import run_deviations
 from fer_bench.weights import WeightsChecksumError, WeightsMissing, resolve
+
+from conftest import run_cli
 
 
 @pytest.mark.parametrize("name", METHODS.names())

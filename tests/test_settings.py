@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli
 from fer_bench import settings as S
 from fer_bench.bench.suite import Job, apply_overrides, load_suite
 from fer_bench.errors import UserError
+
+from conftest import run_cli
 
 
 def _one_line_exit_2(proc):

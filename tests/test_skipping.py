@@ -3,8 +3,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fer_bench.data.base import SplitDataset, collate_skipping
 from fer_bench.callbacks import SkippedFiles, TooManyUnreadable
+from fer_bench.data.base import SplitDataset, collate_skipping
 from fer_bench.errors import UnreadableSample
 
 

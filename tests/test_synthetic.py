@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.synthetic import SyntheticClips, SyntheticDynamic, SyntheticImages, SyntheticStatic
-from fer_bench.synth import Identity, Pose, intensity_curve, make_clips, make_static, render_face
 from fer_bench.registry import DATASETS
+from fer_bench.synth import Identity, Pose, intensity_curve, make_clips, make_static, render_face
 
 K = len(CANONICAL_CLASSES)
 NEUTRAL = CANONICAL_CLASSES.index("neutral")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import run_cli
 from fer_bench.train import TrainConfig, build, run
+
+from conftest import run_cli
 
 TINY = {"train_per_class": 10, "val_per_class": 4, "test_per_class": 7}
 

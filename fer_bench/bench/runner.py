@@ -30,8 +30,8 @@ from typing import Any
 import fer_bench
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.suite import Job, Suite
-from fer_bench.settings import TrainConfig
 from fer_bench.files import atomic_write_text
+from fer_bench.settings import TrainConfig
 
 RUN_DIR_ENV = "FER_BENCH_RUN_DIR"
 
@@ -58,7 +58,7 @@ def global_rank() -> int:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -143,9 +143,8 @@ def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
     :func:`run_suite`); ``mode`` ``required`` drops the others with one line per cell."""
     from dataclasses import replace as dc_replace
 
-    from fer_bench.errors import verify_choice
+    from fer_bench.errors import UserError, verify_choice
     from fer_bench.methods import METHODS
-    from fer_bench.errors import UserError
     from fer_bench.weights import WEIGHTS, resolve
 
     verify_choice(mode, "--paper-init", PAPER_INIT_MODES)

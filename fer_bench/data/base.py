@@ -8,22 +8,26 @@ target over the classes).  The DataModule wraps each split so that the loaders y
 """
 from __future__ import annotations
 
-import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from fer_bench.data.cache import DecodedImageCache, check_cache_mode, decodes_files, default_cache_budget_mb, \
-    estimate_decoded_mb
+from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8  # noqa: F401  (re-exported)
+from fer_bench.data.cache import (
+    DecodedImageCache,
+    check_cache_mode,
+    decodes_files,
+    default_cache_budget_mb,
+    estimate_decoded_mb,
+)
 from fer_bench.data.transforms import AUGMENTATIONS, NORMALIZATIONS, build_transform
 from fer_bench.errors import UnreadableSample, UserError, verify_choice
-
-from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -235,9 +239,9 @@ class FERDataModule(L.LightningDataModule):
         self.in_chans = in_chans or self.default_in_chans
         self.val_fraction = val_fraction
         # protocol: the training augmentation and input normalisation (the method's recipe names them)
-        self.augmentation = verify_choice(augmentation, "augmentation", AUGMENTATIONS, where=getattr(self, "registry_name", type(self).__name__))
-        self.normalization = verify_choice(normalization, "normalization", tuple(NORMALIZATIONS),
-                                           where=getattr(self, "registry_name", type(self).__name__))
+        where = getattr(self, "registry_name", type(self).__name__)
+        self.augmentation = verify_choice(augmentation, "augmentation", AUGMENTATIONS, where=where)
+        self.normalization = verify_choice(normalization, "normalization", tuple(NORMALIZATIONS), where=where)
         self.splits: dict[str, SplitDataset] = {}
 
     # -- to implement -------------------------------------------------------------------

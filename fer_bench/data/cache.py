@@ -44,14 +44,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_bench.errors import UnreadableSample, UserError, verify_choice
+from fer_bench.errors import UnreadableSample, verify_choice
 from fer_bench.files import atomic_write
 
 CACHE_MODES: tuple[str, ...] = ("auto", "on", "off")

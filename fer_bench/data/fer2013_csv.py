@@ -44,7 +44,7 @@ class Fer2013Table:
         return len(self.emotion)
 
 
-_TABLE_CACHE: "OrderedDict[tuple, Fer2013Table]" = OrderedDict()
+_TABLE_CACHE: OrderedDict[tuple, Fer2013Table] = OrderedDict()
 _TABLE_CACHE_SIZE = 2  # 2 x 83 MB for full files
 
 

@@ -23,8 +23,9 @@ skipped-and-counted :class:`~fer_bench.errors.UnreadableSample`, never a crash.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from torch.utils.data import Dataset
 

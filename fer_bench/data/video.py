@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, ClassVar, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import cv2
 import decord
@@ -217,7 +218,7 @@ def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: b
         idx = sample_indices(n, num_segments, train=train, rng=rng, eval_frames=eval_frames)
 
         def read(uniq: np.ndarray) -> np.ndarray:
-            batch = vr.get_batch(uniq.tolist())
+            batch = vr.get_batch(uniq.tolist())  # noqa: F821  (vr is deleted after the reads, in finally)
             return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
 
         try:
@@ -377,7 +378,8 @@ class ClipDataModule(FERDataModule):
             raise UserError(f"frames must be a positive integer (frames per clip), got {frames!r}")
         self.frames = int(frames)
         # how val/test frames are placed: DFEW's linspace, or IAL's segment centres
-        self.test_frames = verify_choice(test_frames, "test_frames", EVAL_FRAMES, where=getattr(self, "registry_name", type(self).__name__))
+        where = getattr(self, "registry_name", type(self).__name__)
+        self.test_frames = verify_choice(test_frames, "test_frames", EVAL_FRAMES, where=where)
         # optional on-disk uint8 cache of decoded frames (fer_bench.data.cache); not a protocol
         # argument: a cached clip equals an uncached one bit for bit
         self.clip_cache = ClipCache(clip_cache) if clip_cache else None

@@ -123,7 +123,7 @@ class FERMethod(L.LightningModule):
         return {**(recipe.hparams() if recipe else {}), **cls.default_hparams}
 
     @classmethod
-    def from_defaults(cls, **overrides: Any) -> "FERMethod":
+    def from_defaults(cls, **overrides: Any) -> FERMethod:
         """Build with the recipe's defaults, then the caller's overrides."""
         return cls(**{**cls.defaults(), **overrides})
 

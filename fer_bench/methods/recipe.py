@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class Recipe:
     protocols: dict[str, dict[str, Item]] = field(default_factory=dict)  # dataset -> classes/split/metric
     datasets: dict[str, dict[str, Item]] = field(default_factory=dict)  # dataset -> fields that differ there
 
-    def for_dataset(self, dataset: str) -> "Recipe":
+    def for_dataset(self, dataset: str) -> Recipe:
         """The recipe as it applies on ``dataset`` (its per-dataset fields over the general ones)."""
         extra = self.datasets.get(dataset)
         return self if not extra else Recipe(self.method, {**self.fields, **extra}, self.protocols, self.datasets)
@@ -120,7 +120,7 @@ def parse_recipe(path: Path) -> Recipe:
     return Recipe(method=doc["method"], fields=fields, protocols=protocols, datasets=datasets)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_recipe(method: str) -> Recipe:
     path = RECIPES_DIR / f"{method}.yaml"
     if not path.exists():

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.nn.functional import hard_labels
 from fer_bench.errors import verify_choice
+from fer_bench.nn.functional import hard_labels
 
 __all__ = ["hardest_negative", "intensity_aware_loss", "IntensityAwareLoss"]
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.nn.attention import SqueezeExcite
 from fer_bench.errors import verify_choice
+from fer_bench.nn.attention import SqueezeExcite
 
 __all__ = [
     "conv_out_size",

@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from fer_bench.classes import CANONICAL_CLASSES_8
-from fer_bench.data.affectnet import AFFECTNET_NAMES, CSV_COLUMNS, IMAGE_DIRS, LISTS_DIR, NPY_SETS, TEST_CSV, \
-    TRAIN_CSV
+from fer_bench.data.affectnet import AFFECTNET_NAMES, CSV_COLUMNS, IMAGE_DIRS, LISTS_DIR, NPY_SETS, TEST_CSV, TRAIN_CSV
 from fer_bench.data.io import write_image
 from fer_bench.errors import UserError, verify_choice
 from fer_bench.synth import SynthLayout

@@ -20,8 +20,16 @@ import cv2
 import numpy as np
 
 from fer_bench.classes import CANONICAL_CLASSES_8
-from fer_bench.data.ckplus import APEX_FRAMES, CK48_DIR, CK48_FOLDERS, CK_EMOTIONS, EMOTION_DIR, IMAGES_DIR, \
-    LANDMARKS_DIR, N_FOLDS
+from fer_bench.data.ckplus import (
+    APEX_FRAMES,
+    CK48_DIR,
+    CK48_FOLDERS,
+    CK_EMOTIONS,
+    EMOTION_DIR,
+    IMAGES_DIR,
+    LANDMARKS_DIR,
+    N_FOLDS,
+)
 from fer_bench.data.io import write_image
 from fer_bench.errors import UserError, verify_choice
 from fer_bench.synth import SynthLayout

@@ -190,7 +190,7 @@ class Identity:
     outline: np.ndarray = dataclasses.field(repr=False)  # face contour [40, 2]
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Identity":
+    def sample(cls, rng: np.random.Generator) -> Identity:
         u = lambda lo, hi: _uniform(rng, lo, hi)  # noqa: E731
         skin = _lerp((250, 222, 196), (92, 60, 42), u(0.0, 1.0) ** 1.2)
         skin = tuple(float(np.clip(c * u(0.93, 1.07), 0, 255)) for c in skin)
@@ -251,7 +251,7 @@ class Pose:
     occluder: tuple | None
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Pose":
+    def sample(cls, rng: np.random.Generator) -> Pose:
         u = lambda lo, hi: _uniform(rng, lo, hi)  # noqa: E731
         bgv = u(20, 235)
         bg = tuple(float(np.clip(bgv + rng.normal(0, 25), 0, 255)) for _ in range(3))
@@ -270,7 +270,7 @@ class Pose:
             noise=u(1.0, 6.0), occluder=occ,
         )
 
-    def jitter(self, rng: np.random.Generator, amount: float = 1.0) -> "Pose":
+    def jitter(self, rng: np.random.Generator, amount: float = 1.0) -> Pose:
         """A slightly moved copy (one frame step of a clip)."""
         a = amount
         return dataclasses.replace(

@@ -99,7 +99,7 @@ def _draw(cv: _Canvas, idt: Identity, p: np.ndarray, pose: Pose) -> None:
     dark = _mul(skin, 0.5)
 
     # neck, ears, hair, face
-    fw, fh = idt.face_w, idt.face_h
+    fw = idt.face_w
     cv.fill(_mul(skin, 0.85), np.array([[-0.22, 0.4], [0.22, 0.4], [0.3, 1.4], [-0.3, 1.4]]))
     cv.fill(_mul(skin, 0.9), _ellipse(-fw * 0.98, 0.0, idt.ear * 0.6, idt.ear, 10),
             _ellipse(fw * 0.98, 0.0, idt.ear * 0.6, idt.ear, 10))
