@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.base import DatasetInfo
+from fer_bench.data.io import check_unique
 from fer_bench.data.video import ClipDataModule
 from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
@@ -122,10 +123,7 @@ def read_dfew_label_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
             if code not in DFEW_CODES:
                 raise DataFormatError(path, "a single label in 1..7 (1 Happy, 2 Sad, 3 Neutral, 4 Angry, "
                                       "5 Surprise, 6 Disgust, 7 Fear)", line=line, found=repr(raw_label))
-            if name in first_line:
-                raise DataFormatError(path, "each video_name once", line=line,
-                                      found=f"video_name {name} again (first on line {first_line[name]})")
-            first_line[name] = line
+            check_unique(first_line, name, path=path, line=line, what="video_name", shown=f"video_name {name}")
             names.append(name)
             labels.append(DFEW_TO_CANONICAL[code])
     if not names:

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.base import DatasetInfo
+from fer_bench.data.io import check_unique
 from fer_bench.data.video import ClipDataModule
 from fer_bench.errors import DataFormatError, UserError
 from fer_bench.registry import DATASETS
@@ -71,10 +72,7 @@ def read_ferv39k_list(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
             if not clip or clip.startswith("..") or os.path.isabs(parts[0].strip()):
                 raise DataFormatError(path, "a clip path relative to 2_ClipsforFaceCrop", line=line_no,
                                       found=repr(parts[0]))
-            if clip in first_line:
-                raise DataFormatError(path, "each clip once", line=line_no,
-                                      found=f"{clip} again (first on line {first_line[clip]})")
-            first_line[clip] = line_no
+            check_unique(first_line, clip, path=path, line=line_no, what="clip")
             rel.append(clip)
             labels.append(FERV39K_TO_CANONICAL[name])
     if not rel:

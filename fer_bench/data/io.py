@@ -237,3 +237,12 @@ def write_frame_folder(folder: str | os.PathLike, frames: np.ndarray, *,
         write_image(p, np.ascontiguousarray(f), quality=int(jpeg_quality))
         out.append(p)
     return out
+
+
+def check_unique(seen: dict, key, *, path, line: int, what: str, shown: str | None = None) -> None:
+    """Record that ``key`` appears on ``line`` of a label file; a second appearance is a
+    :class:`DataFormatError` naming both lines (``each <what> once``)."""
+    if key in seen:
+        raise DataFormatError(path, f"each {what} once", line=line,
+                              found=f"{shown or key} again (first on line {seen[key]})")
+    seen[key] = line

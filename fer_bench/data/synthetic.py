@@ -22,13 +22,19 @@ __all__ = ["SyntheticImages", "SyntheticClips", "SyntheticStatic", "SyntheticDyn
 # --------------------------------------------------------------------------------------
 # torch datasets
 # --------------------------------------------------------------------------------------
-class SyntheticImages(Dataset):
-    """Images ``[N,H,W]`` or ``[N,H,W,3]`` -> ``(uint8 tensor [C,H,W], int label)``."""
+class SyntheticArrays(Dataset):
+    """Samples held as arrays -> ``(uint8 tensor, int label)``: images ``[N,H,W]`` / ``[N,H,W,3]``
+    become ``[C,H,W]``, clips ``[N,T,H,W]`` / ``[N,T,H,W,3]`` become ``[T,C,H,W]``.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> None:
-        if not (len(images) == len(labels) == len(groups)):
-            raise ValueError("images, labels and groups must have the same length")
-        self.images = images
+    ``grey_ndim`` is the rank of one grey sample (2 for an image, 3 for a clip); a sample of
+    that rank gets a channel axis of 1, a colour one has its last axis moved to ``-3``."""
+
+    grey_ndim = 2
+
+    def __init__(self, samples: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> None:
+        if not (len(samples) == len(labels) == len(groups)):
+            raise ValueError("samples, labels and groups must have the same length")
+        self.samples = samples
         self.labels = np.asarray(labels, dtype=np.int64)
         self.groups = np.asarray(groups, dtype=np.int64)
 
@@ -36,28 +42,29 @@ class SyntheticImages(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        x = torch.from_numpy(np.ascontiguousarray(self.images[i]))
-        x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
+        x = torch.from_numpy(np.ascontiguousarray(self.samples[i]))
+        x = x.unsqueeze(-3) if x.ndim == self.grey_ndim else x.movedim(-1, -3).contiguous()
         return x, int(self.labels[i])
 
 
-class SyntheticClips(Dataset):
-    """Clips ``[N,T,H,W]`` or ``[N,T,H,W,3]`` -> ``(uint8 tensor [T,C,H,W], int label)``."""
+class SyntheticImages(SyntheticArrays):
+    """Images ``[N,H,W]`` or ``[N,H,W,3]``."""
 
-    def __init__(self, clips: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> None:
-        if not (len(clips) == len(labels) == len(groups)):
-            raise ValueError("clips, labels and groups must have the same length")
-        self.clips = clips
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.groups = np.asarray(groups, dtype=np.int64)
+    grey_ndim = 2
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    @property
+    def images(self) -> np.ndarray:
+        return self.samples
 
-    def __getitem__(self, i: int):
-        x = torch.from_numpy(np.ascontiguousarray(self.clips[i]))
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
-        return x, int(self.labels[i])
+
+class SyntheticClips(SyntheticArrays):
+    """Clips ``[N,T,H,W]`` or ``[N,T,H,W,3]``."""
+
+    grey_ndim = 3
+
+    @property
+    def clips(self) -> np.ndarray:
+        return self.samples
 
 
 # --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fer_bench.data.dfew import AFFINE_DIR, CANONICAL_TO_DFEW, FOLDS, RELEASE_FR
 from fer_bench.data.io import write_frame_folder, write_mp4
 from fer_bench.errors import UserError, verify_choice
 from fer_bench.synth import SynthLayout
-from fer_bench.synth.samples import make_clips
+from fer_bench.synth.samples import resample_clip, variable_length_clips
 
 
 def write(root: str | Path, *, per_class: int = 10, seed: int = 0, layout: str = "affine", size: int = 64,
@@ -30,13 +30,9 @@ def write(root: str | Path, *, per_class: int = 10, seed: int = 0, layout: str =
     if options:
         raise UserError(f"unknown dfew synth option(s): {', '.join(sorted(options))}")
     verify_choice(layout, "layout", ("affine", "release"), where="dfew synth")
-    if not 1 <= int(min_frames) <= int(max_frames):
-        raise UserError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
-    clips, labels, _, _ = make_clips(int(per_class), seed=int(seed), size=int(size), rgb=True,
-                                     frames=int(max_frames))
+    clips, labels, lengths, rng = variable_length_clips(per_class, seed=seed, size=size, min_frames=min_frames,
+                                                        max_frames=max_frames, tag=0xDFE)
     n = len(labels)
-    rng = np.random.default_rng([int(seed), 0xDFE])
-    lengths = rng.integers(int(min_frames), int(max_frames) + 1, size=n)
     folds = np.empty(n, np.int64)
     for c in range(len(CANONICAL_CLASSES)):
         pos = rng.permutation(np.flatnonzero(labels == c))
@@ -53,8 +49,7 @@ def write(root: str | Path, *, per_class: int = 10, seed: int = 0, layout: str =
     frame_files, videos = [], []
     for i in range(n):
         name = f"{i + 1:05d}"
-        sel = np.floor(np.linspace(0, int(max_frames) - 1, int(lengths[i])) + 0.5).astype(np.int64)
-        frames = clips[i][sel]
+        frames = resample_clip(clips[i], lengths[i])
         frame_files += write_frame_folder(frame_dir / name, frames, name=lambda k, p=name: f"{p}_{k:05d}.jpg")
         if layout == "release" and mp4:
             videos.append(write_mp4(root_p / RELEASE_VIDEOS / f"{name}.mp4", frames))

@@ -11,7 +11,7 @@ from fer_bench.data.ferv39k import FERV39K_TO_CANONICAL, FRAMES_DIR, SETUPS_DIR
 from fer_bench.data.io import write_frame_folder
 from fer_bench.errors import UserError
 from fer_bench.synth import SynthLayout
-from fer_bench.synth.samples import make_clips
+from fer_bench.synth.samples import resample_clip, variable_length_clips
 
 #: scene names of the synthetic tree (a few of the 22; real names are not needed).
 SYNTH_SCENES: tuple[str, ...] = ("Action", "Crime", "Daily-Life")
@@ -32,13 +32,9 @@ def write(root: str | Path, *, per_class: int = 10, seed: int = 0, size: int = 6
         raise UserError(f"unknown ferv39k synth option(s): {', '.join(sorted(options))}")
     if not 1 <= int(scenes) <= len(SYNTH_SCENES):
         raise UserError(f"scenes must be 1..{len(SYNTH_SCENES)}, got {scenes}")
-    if not 1 <= int(min_frames) <= int(max_frames):
-        raise UserError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
-    clips, labels, _, _ = make_clips(int(per_class), seed=int(seed), size=int(size), rgb=True,
-                                     frames=int(max_frames))
+    clips, labels, lengths, rng = variable_length_clips(per_class, seed=seed, size=size, min_frames=min_frames,
+                                                        max_frames=max_frames, tag=0x39C)
     n = len(labels)
-    rng = np.random.default_rng([int(seed), 0x39C])
-    lengths = rng.integers(int(min_frames), int(max_frames) + 1, size=n)
     is_test = np.zeros(n, bool)
     for c in range(len(CANONICAL_CLASSES)):
         pos = rng.permutation(np.flatnonzero(labels == c))
@@ -53,8 +49,8 @@ def write(root: str | Path, *, per_class: int = 10, seed: int = 0, size: int = 6
         emo = canon_to_name[int(labels[i])]
         counters[(scene, emo)] = counters.get((scene, emo), 0) + 1
         rel = f"{scene}/{emo}/{counters[(scene, emo)]:04d}"
-        sel = np.floor(np.linspace(0, int(max_frames) - 1, int(lengths[i])) + 0.5).astype(np.int64)
-        frame_files += write_frame_folder(root_p / FRAMES_DIR / rel, clips[i][sel], name=lambda k: f"{k}.jpg")
+        frames = resample_clip(clips[i], lengths[i])
+        frame_files += write_frame_folder(root_p / FRAMES_DIR / rel, frames, name=lambda k: f"{k}.jpg")
         lines[bool(is_test[i])].append(f"{rel} {emo}\n")
     (root_p / SETUPS_DIR).mkdir(parents=True, exist_ok=True)
     (root_p / SETUPS_DIR / "train_All.csv").write_text("".join(lines[False]), newline="\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.errors import UserError
 from fer_bench.synth.geometry import PARAMS, Identity, Pose, _uniform, sample_style
 from fer_bench.synth.render import render_face
 
@@ -102,6 +103,25 @@ def make_clips(n_per_class: int, *, seed: int, size: int = 48, rgb: bool = True,
 # images of dataset writers
 # --------------------------------------------------------------------------------------
 SYNTH_PATTERNS = ("faces", "class-grey")
+
+
+def variable_length_clips(per_class: int, *, seed: int, size: int, min_frames: int, max_frames: int,
+                          tag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+    """RGB clips of ``max_frames`` frames, a random length in ``[min_frames, max_frames]`` for each
+    (for :func:`resample_clip`), and the generator ``[seed, tag]`` that drew the lengths, which
+    the layout writer goes on using (folds, splits): ``(clips, labels, lengths, rng)``."""
+    if not 1 <= int(min_frames) <= int(max_frames):
+        raise UserError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
+    clips, labels, _, _ = make_clips(int(per_class), seed=int(seed), size=int(size), rgb=True, frames=int(max_frames))
+    rng = np.random.default_rng([int(seed), tag])
+    lengths = rng.integers(int(min_frames), int(max_frames) + 1, size=len(labels))
+    return clips, labels, lengths, rng
+
+
+def resample_clip(clip: np.ndarray, length: int) -> np.ndarray:
+    """``length`` frames spread evenly over ``clip`` (rounded indices; frames repeat when longer)."""
+    sel = np.floor(np.linspace(0, len(clip) - 1, int(length)) + 0.5).astype(np.int64)
+    return clip[sel]
 
 
 def class_grey_level(canonical_class: int) -> int:
