@@ -79,14 +79,17 @@ class _SyntheticBase(FERDataModule):
     requires_root: ClassVar[bool] = False
     #: subjects per split; the ranges are consecutive and therefore disjoint
     split_identities: ClassVar[dict[str, int]] = {"train": 40, "val": 10, "test": 20}
+    #: samples per class in (train, val, test) when not given
+    per_class: ClassVar[tuple[int, int, int]] = (300, 30, 50)
 
-    def __init__(self, root: str | None = None, *, train_per_class: int, val_per_class: int,
-                 test_per_class: int, image_size: int | None = None, rgb: bool | None = None,
-                 data_seed: int = 1234, **kwargs: Any) -> None:
+    def __init__(self, root: str | None = None, *, train_per_class: int | None = None,
+                 val_per_class: int | None = None, test_per_class: int | None = None,
+                 image_size: int | None = None, rgb: bool | None = None, data_seed: int = 1234,
+                 **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
-        self.train_per_class = int(train_per_class)
-        self.val_per_class = int(val_per_class)
-        self.test_per_class = int(test_per_class)
+        given = (train_per_class, val_per_class, test_per_class)
+        self.train_per_class, self.val_per_class, self.test_per_class = (
+            int(d if v is None else v) for v, d in zip(given, self.per_class))
         self.image_size = int(image_size) if image_size is not None else int(self.input_size)
         self.rgb = bool(rgb) if rgb is not None else self.in_chans == 3
         self.data_seed = int(data_seed)
@@ -114,13 +117,7 @@ class SyntheticStatic(_SyntheticBase):
     info = DatasetInfo("static", "synthetic faces; identity-disjoint train/val/test; seeded")
     default_input_size = 48
     default_in_chans = 1
-
-    def __init__(self, root: str | None = None, *, train_per_class: int = 300, val_per_class: int = 30,
-                 test_per_class: int = 50, image_size: int | None = None, rgb: bool | None = None,
-                 data_seed: int = 1234, **kwargs: Any) -> None:
-        super().__init__(root, train_per_class=train_per_class, val_per_class=val_per_class,
-                         test_per_class=test_per_class, image_size=image_size, rgb=rgb,
-                         data_seed=data_seed, **kwargs)
+    per_class = (300, 30, 50)
 
     def build_splits(self) -> dict[str, Dataset | None]:
         out: dict[str, Dataset | None] = {}
@@ -138,13 +135,10 @@ class SyntheticDynamic(_SyntheticBase):
     info = DatasetInfo("dynamic", "synthetic faces; identity-disjoint train/val/test; seeded")
     default_input_size = 48
     default_in_chans = 3
+    per_class = (40, 10, 20)
 
-    def __init__(self, root: str | None = None, *, train_per_class: int = 40, val_per_class: int = 10,
-                 test_per_class: int = 20, frames: int = 16, image_size: int | None = None,
-                 rgb: bool | None = None, data_seed: int = 1234, **kwargs: Any) -> None:
-        super().__init__(root, train_per_class=train_per_class, val_per_class=val_per_class,
-                         test_per_class=test_per_class, image_size=image_size, rgb=rgb,
-                         data_seed=data_seed, **kwargs)
+    def __init__(self, root: str | None = None, *, frames: int = 16, **kwargs: Any) -> None:
+        super().__init__(root, **kwargs)
         self.frames = int(frames)
 
     def protocol_args(self) -> dict[str, Any]:
