@@ -103,21 +103,49 @@ class FERMetrics(Metric):
 
     full_state_update = False
 
-    def __init__(self, classes: list[str], **kwargs) -> None:
+    def __init__(self, classes: list[str], keep_probs: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.classes = list(classes)
         self.num_classes = len(self.classes)
+        self.keep_probs = bool(keep_probs)  # the test split keeps its class probabilities too
         self.add_state("index", default=[], dist_reduce_fx="cat")
         self.add_state("preds", default=[], dist_reduce_fx="cat")
         self.add_state("target", default=[], dist_reduce_fx="cat")
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self._predictions: dict[str, torch.Tensor] | None = None
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, index: torch.Tensor) -> None:
+        if self.keep_probs:
+            if preds.ndim != 2:
+                raise ValueError("keep_probs needs [N, C] scores, got class ids")
+            self.probs.append(torch.softmax(preds.detach().float(), dim=1))
         if preds.ndim == 2:
             preds = preds.argmax(dim=1)
         target = hard_labels(target)
         self.index.append(index.detach().long().reshape(-1))
         self.preds.append(preds.detach().long().reshape(-1))
         self.target.append(target.detach().long().reshape(-1))
+
+    def predictions(self) -> dict[str, torch.Tensor]:
+        """Per sample, over all ranks, each once, sorted by dataset index: ``index``, ``label``,
+        ``pred`` and (with ``keep_probs``) ``probs`` ``[N, C]``.  Taken by :meth:`compute`
+        while the states are gathered across ranks; call it after ``compute()``."""
+        if self._predictions is None:
+            raise RuntimeError("predictions() is read after compute()")
+        return self._predictions
+
+    def _collect(self) -> dict[str, torch.Tensor]:
+        if isinstance(self.index, list) and not self.index:
+            empty = torch.empty(0, dtype=torch.long)
+            return {"index": empty, "label": empty, "pred": empty,
+                    "probs": torch.empty(0, self.num_classes)}
+        index, preds, target = (dim_zero_cat(s) for s in (self.index, self.preds, self.target))
+        tensors = [preds, target] + ([dim_zero_cat(self.probs)] if self.keep_probs else [])
+        index, *rest = dedup_by_index(index, *tensors)
+        out = {"index": index.cpu(), "pred": rest[0].cpu(), "label": rest[1].cpu()}
+        if self.keep_probs:
+            out["probs"] = rest[2].cpu()
+        return out
 
     def gathered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(index, preds, target) over all ranks, each sample once, sorted by index."""
@@ -128,6 +156,7 @@ class FERMetrics(Metric):
         return dedup_by_index(index, preds, target)
 
     def compute(self) -> FERScores:  # type: ignore[override]
+        self._predictions = self._collect()  # the states are gathered over the ranks here
         _, preds, target = self.gathered()
         confusion = multiclass_confusion_matrix(preds, target, num_classes=self.num_classes)
         return scores_from_confusion(confusion.cpu(), self.classes)

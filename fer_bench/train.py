@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 import fer_bench
+from fer_bench import evaluation
 from fer_bench.settings import TrainConfig, uses_cuda, validate
 
 __all__ = ["TrainConfig", "build", "run"]
@@ -217,10 +218,13 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     trainer.fit(model, datamodule=dm)
     train_seconds = time.time() - t0
     best = ckpt.best_model_path
+    t1 = time.time()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*DistributedSampler.*")
         trainer.test(model, datamodule=dm, ckpt_path=best or None, verbose=False)
+    test_seconds = time.time() - t1
     scores = model.test_scores
+    preds = model.test_predictions
     found = re.search(r"best-epoch=(\d+)", Path(best).name) if best else None
     best_epoch = int(found.group(1)) if found else max_epochs - 1
     sizes = dm.split_sizes()
@@ -248,8 +252,16 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "tta": cfg.tta,
         "deviations": run_deviations(cfg),
         "accelerator": accelerator_name(trainer),
+        # what it cost (the loop's wall time: data loading and validation included)
+        "train_samples_per_s": sizes["train"] * trainer.current_epoch / train_seconds if train_seconds > 0 else None,
+        "test_samples_per_s": sizes["test"] / test_seconds if test_seconds > 0 else None,
+        "peak_memory_mb": evaluation.peak_memory_mb(trainer.strategy.root_device.type),
+        "predictions": str(out / evaluation.PREDICTIONS_FILE),
+        **evaluation.summary(preds, len(scores.classes), seed=cfg.seed),
     }
     if trainer.is_global_zero:
+        evaluation.save_predictions(out / evaluation.PREDICTIONS_FILE, preds,
+                                    evaluation.sample_ids(dm, "test", preds["index"].numpy()), scores.classes)
         write_outputs(out, cfg, dm, model, result)
     return result
 

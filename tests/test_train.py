@@ -81,6 +81,10 @@ def test_two_process_ddp_train_matches_single_process_eval(tmp_path):
     assert m["war"] == pytest.approx(ref["war"], abs=1e-6)
     assert m["uar"] == pytest.approx(ref["uar"], abs=1e-6)
     assert m["confusion"] == ref["confusion"]
+    # the predictions file holds each of the 49 test samples once (the padded duplicate dropped)
+    preds = np.load(out / "predictions.npz")
+    assert sorted(preds["index"].tolist()) == list(range(49))
+    assert float((preds["label"] == preds["pred"]).mean()) == pytest.approx(m["war"], abs=1e-12)
 
 
 def test_unknown_names_list_the_valid_ones():

@@ -170,6 +170,9 @@ def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
 
 
 PAPER_INIT_MODES = ("if-available", "required")
+# what a finished row copies from the run's result: intervals, calibration, cost, its predictions
+ROW_FROM_RESULT = ("war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll", "bootstrap_resamples",
+                   "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions")
 
 
 def run_suite(
@@ -269,6 +272,7 @@ def run_suite(
                        skipped_files=len(res["skipped_files"]), params=res["params"],
                        train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],
                        precision=res["precision"], tta=res["tta"])
+            row.update({k: res.get(k) for k in ROW_FROM_RESULT})
             row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
             msg = f"WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f}"
         except KeyboardInterrupt:

@@ -102,8 +102,9 @@ class FERMethod(L.LightningModule):
         self.input_size = input_size
         self.classes = classes
         self.val_metrics = FERMetrics(classes)
-        self.test_metrics = FERMetrics(classes)
+        self.test_metrics = FERMetrics(classes, keep_probs=True)
         self.test_scores: FERScores | None = None
+        self.test_predictions: dict[str, torch.Tensor] | None = None
         self.test_tta = "none"  # test-time augmentation, set by the run (fer_bench.settings.TTA_MODES)
 
     @classmethod
@@ -189,6 +190,7 @@ class FERMethod(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_scores = self.test_metrics.compute()
+        self.test_predictions = self.test_metrics.predictions()  # per sample, each once (also under DDP)
         self.test_metrics.reset()
         self.log("test/war", self.test_scores.war, sync_dist=False)
         self.log("test/uar", self.test_scores.uar, sync_dist=False)

@@ -1,0 +1,85 @@
+"""Per-sample predictions, bootstrap intervals, paired comparisons and calibration."""
+import numpy as np
+import pytest
+import torch
+
+from fer_bench import stats
+from fer_bench.evaluation import load_predictions
+
+
+def _preds(n_per_class=60, k=7, acc=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(k), n_per_class)
+    right = rng.random(len(labels)) < acc
+    wrong = (labels + rng.integers(1, k, len(labels))) % k
+    return labels, np.where(right, labels, wrong)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_samples():
+    labels, preds = _preds()
+    war, uar = stats.war_uar(labels, preds, 7)
+    ci = stats.bootstrap_ci(labels, preds, 7, resamples=500, seed=1)
+    assert ci["war"].contains(war) and ci["uar"].contains(uar)
+    assert ci == stats.bootstrap_ci(labels, preds, 7, resamples=500, seed=1)  # seeded
+    big_labels, big_preds = _preds(n_per_class=600)
+    big = stats.bootstrap_ci(big_labels, big_preds, 7, resamples=500, seed=1)
+    assert (big["war"].high - big["war"].low) < 0.5 * (ci["war"].high - ci["war"].low)
+    # binomial check: the 95 % half-width of an accuracy near 0.6 over 420 samples is about 0.047
+    assert (ci["war"].high - ci["war"].low) / 2 == pytest.approx(1.96 * np.sqrt(war * (1 - war) / 420), rel=0.25)
+
+
+def test_uar_counts_a_never_predicted_class_as_zero():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    preds = np.array([0, 0, 1, 1, 0, 1])  # class 2 never predicted
+    assert stats.war_uar(labels, preds, 3) == (pytest.approx(4 / 6), pytest.approx(2 / 3))
+
+
+def test_paired_comparison_knows_the_answer_both_ways():
+    labels, a = _preds(acc=0.7, seed=3)
+    same = stats.paired_difference([(labels, a, a.copy())], 7, resamples=300)
+    assert same.diff["war"] == 0 and same.verdict("war") == "no detectable difference"
+    assert same.verdict("uar") == "no detectable difference"
+    # B is A with 10 % of the samples turned wrong: A is right on 10 % more samples
+    rng = np.random.default_rng(4)
+    b = a.copy()
+    flip = rng.choice(np.flatnonzero(a == labels), size=len(labels) // 10, replace=False)
+    b[flip] = (labels[flip] + 1) % 7
+    pairs = [(labels, a, b)] * 3
+    cmp = stats.paired_difference(pairs, 7, resamples=300)
+    assert cmp.diff["war"] == pytest.approx(0.1, abs=0.01)
+    assert cmp.verdict("war", "A", "B") == "A better"
+    assert stats.paired_difference([(labels, b, a)] * 3, 7, resamples=300).verdict("war") == "B better"
+
+
+def test_ece_equals_torchmetrics_and_nll_is_the_mean_log_loss():
+    from torchmetrics.classification import MulticlassCalibrationError
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(300, 7)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = rng.integers(0, 7, 300)
+    ours = stats.expected_calibration_error(probs, labels)
+    ref = MulticlassCalibrationError(num_classes=7, n_bins=15, norm="l1")(torch.tensor(probs), torch.tensor(labels))
+    assert ours == pytest.approx(float(ref), abs=1e-6)
+    assert stats.negative_log_likelihood(probs, labels) == pytest.approx(-np.log(probs[np.arange(300), labels]).mean())
+    onehot = np.eye(7)[labels]
+    assert stats.expected_calibration_error(onehot, labels) == pytest.approx(0.0)  # confident and right
+
+
+def test_a_run_keeps_its_predictions_and_they_give_its_numbers(tmp_path):
+    from fer_bench.train import TrainConfig, run
+
+    cfg = TrainConfig(method="resnet18", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
+                      progress=False, out=str(tmp_path), seed=2,
+                      data_args={"train_per_class": 6, "val_per_class": 3, "test_per_class": 5})
+    res = run(cfg)
+    preds = load_predictions(res["predictions"])
+    assert len(preds["index"]) == res["n_test"] == 35 and len(set(preds["index"].tolist())) == 35
+    war, uar = stats.war_uar(preds["label"], preds["pred"], 7)
+    assert war == res["war"] and uar == pytest.approx(res["uar"], abs=1e-12)
+    assert np.allclose(preds["probs"].sum(1), 1, atol=1e-5) and (preds["probs"].argmax(1) == preds["pred"]).all()
+    assert list(preds["classes"]) == res["classes"]
+    assert res["war_ci_low"] <= res["war"] <= res["war_ci_high"] and res["bootstrap_resamples"] == 1000
+    assert res["ece"] == pytest.approx(stats.expected_calibration_error(preds["probs"], preds["label"]))
+    assert res["nll"] > 0 and res["train_samples_per_s"] > 0 and res["test_samples_per_s"] > 0
+    assert res["peak_memory_mb"] > 100
