@@ -83,3 +83,63 @@ def test_a_run_keeps_its_predictions_and_they_give_its_numbers(tmp_path):
     assert res["ece"] == pytest.approx(stats.expected_calibration_error(preds["probs"], preds["label"]))
     assert res["nll"] > 0 and res["train_samples_per_s"] > 0 and res["test_samples_per_s"] > 0
     assert res["peak_memory_mb"] > 100
+
+
+def _board(tmp_path, runs):
+    """A leaderboard version whose rows point at constructed prediction files."""
+    from fer_bench.bench import leaderboard as lb
+    from fer_bench.evaluation import save_predictions
+
+    rows = []
+    for method, seed, labels, preds in runs:
+        path = tmp_path / "runs" / f"{method}-{seed}.npz"
+        probs = np.eye(7)[preds] * 0.9 + 0.1 / 7
+        save_predictions(path, {"index": np.arange(len(labels)), "label": labels, "pred": preds, "probs": probs},
+                         [str(i) for i in range(len(labels))], [f"c{k}" for k in range(7)])
+        war, uar = stats.war_uar(labels, preds, 7)
+        ci = stats.bootstrap_ci(labels, preds, 7, resamples=200, seed=seed)
+        rows.append({"suite": "s", "method": method, "dataset": "rafdb", "fold": None, "seed": seed, "war": war,
+                     "uar": uar, "status": "ok", "predictions": str(path), "war_ci_low": ci["war"].low,
+                     "war_ci_high": ci["war"].high, "uar_ci_low": ci["uar"].low, "uar_ci_high": ci["uar"].high})
+    lb.write_version(tmp_path / "boards" / "s", rows)
+    return tmp_path / "boards"
+
+
+def test_leaderboard_compare_prints_a_verdict_known_both_ways(tmp_path):
+    from conftest import run_cli
+
+    runs = []
+    for seed in (0, 1):
+        labels, a = _preds(acc=0.7, seed=10 + seed)
+        b = a.copy()
+        flip = np.random.default_rng(seed).choice(np.flatnonzero(a == labels), size=len(labels) // 10, replace=False)
+        b[flip] = (labels[flip] + 1) % 7
+        runs += [("good", seed, labels, a), ("copy", seed, labels, a.copy()), ("worse", seed, labels, b)]
+    boards = _board(tmp_path, runs)
+    out = run_cli("leaderboard", "compare", "s", "good", "worse", "--leaderboards", str(boards), "--resamples", "300")
+    assert "rafdb: WAR good better" in out.stdout
+    out = run_cli("leaderboard", "compare", "s", "good", "copy", "--leaderboards", str(boards), "--resamples", "300")
+    assert "rafdb: WAR no detectable difference" in out.stdout and "UAR no detectable difference" in out.stdout
+    out = run_cli("leaderboard", "compare", "s", "worse", "good", "--leaderboards", str(boards), "--resamples", "300")
+    assert "rafdb: WAR good better" in out.stdout
+    bad = run_cli("leaderboard", "compare", "s", "good", "nope", "--leaderboards", str(boards), check=False)
+    assert bad.returncode == 2 and "no successful run of 'nope'" in bad.stderr
+
+
+def test_readme_interval_holds_seed_spread_and_sampling_error(tmp_path):
+    from fer_bench.bench import leaderboard as lb
+
+    runs = []
+    for seed in (0, 1, 2):
+        labels, a = _preds(acc=0.6 + 0.05 * seed, seed=seed)
+        runs.append(("m", seed, labels, a))
+    boards = _board(tmp_path, runs)
+    df = lb.read_version(boards / "s")
+    s = lb.summarise(df).iloc[0]
+    vals = 100 * df["war"]
+    boot = 100 * (df["war_ci_high"] - df["war_ci_low"]) / (2 * 1.96)
+    expected = 1.96 * np.sqrt(vals.var(ddof=1) / 3 + (boot ** 2).mean())
+    assert s["war_ci"] == pytest.approx(expected)
+    assert s["war_ci"] > 1.96 * vals.std(ddof=1) / np.sqrt(3)  # wider than the seed spread alone
+    table = lb.markdown_table(lb.summarise(df))
+    assert f"[{s['war'] - expected:.2f}, {s['war'] + expected:.2f}]" in table

@@ -88,6 +88,26 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from fer_bench.bench import leaderboard as lb
+    from fer_bench.bench.compare import compare
+
+    df = lb.read_version(Path(args.leaderboards) / args.suite, args.version)
+    recs = compare(df, args.method_a, args.method_b, dataset=args.dataset, resamples=args.resamples)
+    cols = ["dataset", "pairs", "war_a", "war_b", "diff_war", "war_ci_low", "war_ci_high", "verdict_war",
+            "uar_a", "uar_b", "diff_uar", "uar_ci_low", "uar_ci_high", "verdict_uar"]
+    _print_frame(pd.DataFrame(recs)[cols], f"{args.suite} {df.attrs['version']}: {args.method_a} (A) − "
+                 f"{args.method_b} (B), %, paired bootstrap over test samples within each seed, then over seeds "
+                 f"(95 %, {args.resamples} resamples)")
+    for r in recs:
+        print(f"{r['dataset']}: WAR {r['verdict_war']} ({r['diff_war']:+.2f} [{r['war_ci_low']:+.2f}, "
+              f"{r['war_ci_high']:+.2f}]); UAR {r['verdict_uar']} ({r['diff_uar']:+.2f} [{r['uar_ci_low']:+.2f}, "
+              f"{r['uar_ci_high']:+.2f}])")
+    return 0
+
+
 def cmd_papers(args: argparse.Namespace) -> int:
     from fer_bench.bench import leaderboard as lb
 
@@ -164,6 +184,14 @@ def add_bench_commands(sub) -> None:
     s.add_argument("--version")
     s.add_argument("--out")
     s.set_defaults(func=cmd_plot)
+    s = lsub.add_parser("compare", parents=[per_suite], help="is method A's difference from method B real? "
+                        "(paired bootstrap on the kept test predictions)")
+    s.add_argument("method_a")
+    s.add_argument("method_b")
+    s.add_argument("--dataset")
+    s.add_argument("--version")
+    s.add_argument("--resamples", type=int, default=1000)
+    s.set_defaults(func=cmd_compare)
     s = lsub.add_parser("papers", parents=[common], help="regenerate leaderboards/papers.csv from the methods' metadata")
     s.set_defaults(func=cmd_papers)
 
