@@ -153,6 +153,61 @@ def test_triplet_center_module_normalises_features_and_centres():
     assert isinstance(tcl.centers, torch.nn.Parameter)
 
 
+def simplex(n: int) -> torch.Tensor:
+    """``n`` unit vectors in R^n with pairwise cosine −1/(n−1) (a regular simplex)."""
+    e = torch.eye(n, dtype=torch.float64)
+    return F.normalize(e - e.mean(0), dim=1)
+
+
+STRATEGIES = ("fully_synthesized", "semi_synthesized", "prediction_based")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("layout", ["simplex", "orthonormal"])
+def test_triplet_center_hinge_is_zero_with_features_on_their_centres(strategy, layout):
+    """Normalised TCL, m = 1: every feature exactly on its own centre, centres well separated ->
+    loss 0 for every strategy (before the fix the synthesized negatives, near-uniform mixes of
+    norm ~1/6, left a floor of 0.319 / 0.198)."""
+    c = simplex(7) if layout == "simplex" else torch.eye(7, 16, dtype=torch.float64)
+    y = torch.arange(7).repeat(2)
+    f = 3.0 * c[y]  # on the centre's ray: on the centre after normalisation
+    logits = 5.0 * F.one_hot(y, 7).double() + torch.rand(14, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    tcl = TripletCenterLoss(7, c.shape[1], margin=1.0, strategy=strategy).double()
+    with torch.no_grad():
+        tcl.centers.copy_(c)
+    assert tcl(f, y, logits=logits).item() == pytest.approx(0.0, abs=1e-6)
+    assert triplet_center_loss(f, c, y, strategy=strategy, logits=logits, normalize=True).item() == \
+        pytest.approx(0.0, abs=1e-6)
+    # the synthesized negatives lie on the unit sphere like real centres
+    neg = negative_centers(F.normalize(f, dim=1), c, y, strategy, logits, on_sphere=True)
+    assert torch.allclose(neg.norm(dim=1), torch.ones(14, dtype=torch.float64))
+
+
+def test_unnormalised_synthesized_negative_had_a_floor():
+    """The regression the fix removes: without re-projection the hinge stays on at the optimum."""
+    c = simplex(7)
+    y = torch.arange(7)
+    floors = [triplet_center_loss(c, c, y, strategy=s).item() for s in STRATEGIES[:2]]
+    assert floors == pytest.approx([0.3194, 0.1979], abs=1e-3)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("layout", ["simplex", "orthonormal"])
+def test_triplet_center_hinge_positive_when_nearer_a_wrong_centre(strategy, layout):
+    c = simplex(7) if layout == "simplex" else torch.eye(7, 16, dtype=torch.float64)
+    y = torch.arange(7)
+    wrong = (y + 1) % 7
+    f = 0.3 * c[y] + 0.7 * c[wrong]  # nearer the wrong centre than its own
+    assert (half_sq(F.normalize(f, dim=1), c[wrong]) < half_sq(F.normalize(f, dim=1), c[y])).all()
+    logits = 5.0 * F.one_hot(wrong, 7).double()
+    hinge = triplet_center_loss(f, c, y, strategy=strategy, logits=logits, normalize=True, reduction="none")
+    assert (hinge > 0.1).all(), hinge
+
+
+def half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (a - b).pow(2).sum(1)
+
+
 # ---------------------------------------------------------------------------------------- attention
 def test_attention_weights_shapes_and_ranges():
     torch.manual_seed(0)
