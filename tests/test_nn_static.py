@@ -274,6 +274,42 @@ def test_dot_product_residual_block():
     assert torch.allclose(blk(x), F.relu(x))  # F(x) = 0 -> out = relu(x)
 
 
+def test_dot_product_residual_block_attends_on_the_residual_branch():
+    """out = relu(x + F(x) ⊙ SPA(F(x))): the attention reads F(x), not the block input."""
+    torch.manual_seed(0)
+    blk = DotProductResidualBlock(16, reduction=4).eval()
+    x = torch.randn(2, 16, 6, 6)
+    seen = []
+    blk.spa.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    with torch.no_grad():
+        out = blk(x)
+        r = blk.residual(x)
+    assert len(seen) == 1 and torch.allclose(seen[0], r)
+    w = torch.sigmoid(blk.spa.fc[2](torch.relu(blk.spa.fc[0](blk.spa.descriptor(r)))))[:, :, None, None]
+    assert torch.allclose(out, F.relu(x + r * w), atol=1e-6)
+    assert not torch.allclose(out, F.relu(x + r * blk.spa(x)), atol=1e-4)  # the old SPA(x) form differs
+    assert blk.spa.fc[0].bias is None and blk.spa.fc[2].bias is None  # bias-free FCs
+    # attention switched off (weights 0): only the identity remains -> relu(x)
+    blk.spa.forward = lambda t: torch.zeros(t.shape[0], t.shape[1], 1, 1)
+    assert torch.allclose(blk(x), F.relu(x))
+
+
+def test_dot_product_residual_block_hand_checked():
+    """1 channel, F = identity (conv kernels with a single centre 1, BN identity in eval), x > 0:
+    F(x) = x, SPA(F(x)) = sigmoid(w2·relu(w1·pyramid(x))) computed by hand."""
+    blk = DotProductResidualBlock(1, reduction=1).eval()
+    with torch.no_grad():
+        for conv in (blk.residual[0], blk.residual[3]):
+            conv.weight.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+        blk.spa.fc[0].weight.fill_(1.0 / 21)  # mean of the 21 pyramid values
+        blk.spa.fc[2].weight.fill_(2.0)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4) / 16 + 0.1
+    # every pyramid level of a 4x4 map averages to the global mean; mean(x) = 7.5/16 + 0.1
+    a = torch.sigmoid(torch.tensor(2.0 * (7.5 / 16 + 0.1)))
+    assert torch.allclose(blk(x), x + x * a, atol=1e-6)
+
+
 def test_low_level_feature_mask():
     mod = LowLevelFeatureMask(8, 32)
     low, high = torch.randn(2, 8, 12, 12), torch.randn(2, 32, 3, 3)
@@ -281,6 +317,7 @@ def test_low_level_feature_mask():
     assert mask.shape == low.shape and masked.shape == low.shape
     assert (mask > 0).all() and (mask < 1).all()
     assert torch.allclose(masked, low * mask)
+    assert mod.proj.kernel_size == (3, 3) and mod.proj.padding == (1, 1)  # 3x3, as every kernel of the network
 
 
 # ---------------------------------------------------------------------------------------- STN, DropBlock
