@@ -171,7 +171,8 @@ def test_triplet_center_hinge_is_zero_with_features_on_their_centres(strategy, l
     c = simplex(7) if layout == "simplex" else torch.eye(7, 16, dtype=torch.float64)
     y = torch.arange(7).repeat(2)
     f = 3.0 * c[y]  # on the centre's ray: on the centre after normalisation
-    logits = 5.0 * F.one_hot(y, 7).double() + torch.rand(14, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand(14, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    logits = 5.0 * F.one_hot(y, 7).double() + noise
     tcl = TripletCenterLoss(7, c.shape[1], margin=1.0, strategy=strategy).double()
     with torch.no_grad():
         tcl.centers.copy_(c)

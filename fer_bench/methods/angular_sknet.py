@@ -43,7 +43,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fer_bench.methods.base import PaperRecord

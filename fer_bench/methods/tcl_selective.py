@@ -85,8 +85,8 @@ class TCLSelective(FERMethod):
         "and centres, D = 0.5*||a-b||^2, batch-mean hinge; fully-synthesized negative = softmax(-D)-weighted mean of "
         "the other centres (weights detached), semi = mean of nearest other centre and that, both L2-normalised "
         "onto the unit sphere like real centres (otherwise the m=1 hinge has a floor of 0.32/0.20 at the optimum), "
-        "prediction-based = centre of the top non-target logit; centres trained by their own SGD (lr 0.5) on the unweighted TCL "
-        "gradient; input RGB 224 (DACL); optimiser (SGD 0.01, momentum 0.9, wd 5e-4, step 20 x0.1, 60 epochs) "
+        "prediction-based = centre of the top non-target logit; centres trained by their own SGD (lr 0.5) on the "
+        "unweighted TCL gradient; input RGB 224 (DACL); optimiser (SGD 0.01, momentum 0.9, wd 5e-4, step 20 x0.1, 60 epochs) "
         "chosen here.",
         reconstructed=True,
     )
