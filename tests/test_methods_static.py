@@ -238,6 +238,64 @@ def test_angular_sknet_dropblock_only_in_training():
     assert [sched(e, 11, 0.1) for e in (0, 5, 10, 12)] == pytest.approx([0.0, 0.05, 0.1, 0.1])
 
 
+def test_angular_sknet_only_3x3_kernels_and_revised_widths():
+    """papers.md section 1 (revised): every convolution 3x3 (no 1x1 projection anywhere),
+    widths 32-64-128-256, each stage conv-BN-ReLU + one dot-product residual block."""
+    from fer_bench.nn.blocks import DotProductResidualBlock
+
+    model = METHODS.get("angular_sknet")()
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 * 3 + 1  # 4 stages x (1 + 2 residual) + the mask conv
+    assert all(m.kernel_size == (3, 3) for _, m in convs), [(n, m.kernel_size) for n, m in convs]
+    assert not any(isinstance(m, torch.nn.Conv1d | torch.nn.Conv3d) for m in model.modules())
+    assert model.hparams.widths == [32, 64, 128, 256]
+    blocks = [m for m in model.modules() if isinstance(m, DotProductResidualBlock)]
+    assert [b.residual[0].in_channels for b in blocks] == [32, 64, 128, 256]
+
+
+def test_angular_sknet_attention_on_the_residual_branch():
+    """Each block's SPA reads its residual branch F(x); zeroing the attention leaves relu(x)."""
+    from fer_bench.nn.blocks import DotProductResidualBlock
+
+    torch.manual_seed(0)
+    model = METHODS.get("angular_sknet")(in_chans=1, input_size=32, **SMALL["angular_sknet"]).eval()
+    x = torch.rand(2, 1, 32, 32)
+    blocks = [m for m in model.modules() if isinstance(m, DotProductResidualBlock)]
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    hooks = []
+    for i, b in enumerate(blocks):
+        seen[i] = {}
+        hooks.append(b.register_forward_hook(lambda mod, inp, out, i=i: seen[i].update(x=inp[0], out=out)))
+        hooks.append(b.spa.register_forward_hook(lambda mod, inp, out, i=i: seen[i].update(spa_in=inp[0])))
+    with torch.no_grad():
+        ref = model(x)
+        for i, b in enumerate(blocks):
+            r = b.residual(seen[i]["x"])
+            assert torch.allclose(seen[i]["spa_in"], r, atol=1e-6), i
+            assert torch.allclose(seen[i]["out"], F.relu(seen[i]["x"] + r * b.spa(r)), atol=1e-5), i
+        for h in hooks:
+            h.remove()
+        for b in blocks:  # attention returns zeros: every block is relu(x), the output changes
+            b.spa.forward = lambda t: torch.zeros(t.shape[0], t.shape[1], 1, 1)
+        b = blocks[0]
+        inp = torch.randn(1, b.residual[0].in_channels, 8, 8)
+        assert torch.equal(b(inp), F.relu(inp))
+        assert not torch.allclose(model(x), ref)
+
+
+def test_angular_sknet_size_at_48_grey():
+    """Recorded in the paper record: 2.40 M parameters and 0.29 GMACs at 1x48x48 (ResNet-18: 11.2 M, 0.094 G)."""
+    from fer_bench.nn.complexity import complexity
+
+    c = complexity(METHODS.get("angular_sknet")(in_chans=1, input_size=48))
+    assert c == {"params": 2_395_680, "macs": 287_605_120}
+    assert 2.0e6 <= c["params"] <= 2.5e6
+    r18 = complexity(METHODS.get("resnet18")(in_chans=1, input_size=48))
+    assert c["params"] < 0.25 * r18["params"]
+    fidelity = METHODS.get("angular_sknet").paper.fidelity
+    assert "2.40 M parameters" in fidelity and "0.29 GMACs" in fidelity and "11.2 M" in fidelity
+
+
 def test_stn_cbam_gelu_dropout_only_in_training_and_stn_starts_at_identity():
     torch.manual_seed(0)
     model = METHODS.get("stn_cbam_gelu")(in_chans=1, input_size=48, **SMALL["stn_cbam_gelu"])

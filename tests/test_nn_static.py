@@ -153,6 +153,62 @@ def test_triplet_center_module_normalises_features_and_centres():
     assert isinstance(tcl.centers, torch.nn.Parameter)
 
 
+def simplex(n: int) -> torch.Tensor:
+    """``n`` unit vectors in R^n with pairwise cosine −1/(n−1) (a regular simplex)."""
+    e = torch.eye(n, dtype=torch.float64)
+    return F.normalize(e - e.mean(0), dim=1)
+
+
+STRATEGIES = ("fully_synthesized", "semi_synthesized", "prediction_based")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("layout", ["simplex", "orthonormal"])
+def test_triplet_center_hinge_is_zero_with_features_on_their_centres(strategy, layout):
+    """Normalised TCL, m = 1: every feature exactly on its own centre, centres well separated ->
+    loss 0 for every strategy (before the fix the synthesized negatives, near-uniform mixes of
+    norm ~1/6, left a floor of 0.319 / 0.198)."""
+    c = simplex(7) if layout == "simplex" else torch.eye(7, 16, dtype=torch.float64)
+    y = torch.arange(7).repeat(2)
+    f = 3.0 * c[y]  # on the centre's ray: on the centre after normalisation
+    noise = torch.rand(14, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    logits = 5.0 * F.one_hot(y, 7).double() + noise
+    tcl = TripletCenterLoss(7, c.shape[1], margin=1.0, strategy=strategy).double()
+    with torch.no_grad():
+        tcl.centers.copy_(c)
+    assert tcl(f, y, logits=logits).item() == pytest.approx(0.0, abs=1e-6)
+    assert triplet_center_loss(f, c, y, strategy=strategy, logits=logits, normalize=True).item() == \
+        pytest.approx(0.0, abs=1e-6)
+    # the synthesized negatives lie on the unit sphere like real centres
+    neg = negative_centers(F.normalize(f, dim=1), c, y, strategy, logits, on_sphere=True)
+    assert torch.allclose(neg.norm(dim=1), torch.ones(14, dtype=torch.float64))
+
+
+def test_unnormalised_synthesized_negative_had_a_floor():
+    """The regression the fix removes: without re-projection the hinge stays on at the optimum."""
+    c = simplex(7)
+    y = torch.arange(7)
+    floors = [triplet_center_loss(c, c, y, strategy=s).item() for s in STRATEGIES[:2]]
+    assert floors == pytest.approx([0.3194, 0.1979], abs=1e-3)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("layout", ["simplex", "orthonormal"])
+def test_triplet_center_hinge_positive_when_nearer_a_wrong_centre(strategy, layout):
+    c = simplex(7) if layout == "simplex" else torch.eye(7, 16, dtype=torch.float64)
+    y = torch.arange(7)
+    wrong = (y + 1) % 7
+    f = 0.3 * c[y] + 0.7 * c[wrong]  # nearer the wrong centre than its own
+    assert (half_sq(F.normalize(f, dim=1), c[wrong]) < half_sq(F.normalize(f, dim=1), c[y])).all()
+    logits = 5.0 * F.one_hot(wrong, 7).double()
+    hinge = triplet_center_loss(f, c, y, strategy=strategy, logits=logits, normalize=True, reduction="none")
+    assert (hinge > 0.1).all(), hinge
+
+
+def half_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (a - b).pow(2).sum(1)
+
+
 # ---------------------------------------------------------------------------------------- attention
 def test_attention_weights_shapes_and_ranges():
     torch.manual_seed(0)
@@ -219,6 +275,42 @@ def test_dot_product_residual_block():
     assert torch.allclose(blk(x), F.relu(x))  # F(x) = 0 -> out = relu(x)
 
 
+def test_dot_product_residual_block_attends_on_the_residual_branch():
+    """out = relu(x + F(x) ⊙ SPA(F(x))): the attention reads F(x), not the block input."""
+    torch.manual_seed(0)
+    blk = DotProductResidualBlock(16, reduction=4).eval()
+    x = torch.randn(2, 16, 6, 6)
+    seen = []
+    blk.spa.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach()))
+    with torch.no_grad():
+        out = blk(x)
+        r = blk.residual(x)
+    assert len(seen) == 1 and torch.allclose(seen[0], r)
+    w = torch.sigmoid(blk.spa.fc[2](torch.relu(blk.spa.fc[0](blk.spa.descriptor(r)))))[:, :, None, None]
+    assert torch.allclose(out, F.relu(x + r * w), atol=1e-6)
+    assert not torch.allclose(out, F.relu(x + r * blk.spa(x)), atol=1e-4)  # the old SPA(x) form differs
+    assert blk.spa.fc[0].bias is None and blk.spa.fc[2].bias is None  # bias-free FCs
+    # attention switched off (weights 0): only the identity remains -> relu(x)
+    blk.spa.forward = lambda t: torch.zeros(t.shape[0], t.shape[1], 1, 1)
+    assert torch.allclose(blk(x), F.relu(x))
+
+
+def test_dot_product_residual_block_hand_checked():
+    """1 channel, F = identity (conv kernels with a single centre 1, BN identity in eval), x > 0:
+    F(x) = x, SPA(F(x)) = sigmoid(w2·relu(w1·pyramid(x))) computed by hand."""
+    blk = DotProductResidualBlock(1, reduction=1).eval()
+    with torch.no_grad():
+        for conv in (blk.residual[0], blk.residual[3]):
+            conv.weight.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+        blk.spa.fc[0].weight.fill_(1.0 / 21)  # mean of the 21 pyramid values
+        blk.spa.fc[2].weight.fill_(2.0)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4) / 16 + 0.1
+    # every pyramid level of a 4x4 map averages to the global mean; mean(x) = 7.5/16 + 0.1
+    a = torch.sigmoid(torch.tensor(2.0 * (7.5 / 16 + 0.1)))
+    assert torch.allclose(blk(x), x + x * a, atol=1e-6)
+
+
 def test_low_level_feature_mask():
     mod = LowLevelFeatureMask(8, 32)
     low, high = torch.randn(2, 8, 12, 12), torch.randn(2, 32, 3, 3)
@@ -226,6 +318,7 @@ def test_low_level_feature_mask():
     assert mask.shape == low.shape and masked.shape == low.shape
     assert (mask > 0).all() and (mask < 1).all()
     assert torch.allclose(masked, low * mask)
+    assert mod.proj.kernel_size == (3, 3) and mod.proj.padding == (1, 1)  # 3x3, as every kernel of the network
 
 
 # ---------------------------------------------------------------------------------------- STN, DropBlock

@@ -26,7 +26,10 @@ Farzaneh & Qi, WACV 2021, ResNet-18 with 512-d features and a per-dimension atte
   the negative centre by ``strategy`` (constructor argument; the benchmark runs all three):
   ``fully_synthesized`` (softmax(−D)-weighted mean of the other centres),
   ``semi_synthesized`` (mean of the nearest other centre and that weighted mean),
-  ``prediction_based`` (centre of the highest non-target logit);
+  ``prediction_based`` (centre of the highest non-target logit); the two synthesized
+  negatives are L2-normalised back onto the unit sphere, where the real centres lie (a
+  convex mix of unit centres falls near the origin, ``D ≈ ½`` from every feature, and the
+  m = 1 hinge could never reach 0: floors 0.319 / 0.198 with every feature on its centre);
 * the class centres are ``nn.Parameter``s updated by their **own** SGD (lr 0.5, as the
   centre-loss recipe of Wen et al. ECCV 2016 and DACL use), through Lightning's manual
   optimisation with two optimisers.  As in those recipes the centre step uses the gradient
@@ -80,9 +83,10 @@ class TCLSelective(FERMethod):
         "with reduction 16, feature GAP(layer4*pixel/mean(pixel))*element (the pixel map rescaled to spatial mean 1: "
         "the literal GAP(layer4*pixel) of papers.md let the map collapse to ~0 and training stall at chance); lambda 0.01, margin 1.0 on L2-normalised features "
         "and centres, D = 0.5*||a-b||^2, batch-mean hinge; fully-synthesized negative = softmax(-D)-weighted mean of "
-        "the other centres (weights detached), semi = mean of nearest other centre and that, prediction-based = "
-        "centre of the top non-target logit; centres trained by their own SGD (lr 0.5) on the unweighted TCL "
-        "gradient; input RGB 224 (DACL); optimiser (SGD 0.01, momentum 0.9, wd 5e-4, step 20 x0.1, 60 epochs) "
+        "the other centres (weights detached), semi = mean of nearest other centre and that, both L2-normalised "
+        "onto the unit sphere like real centres (otherwise the m=1 hinge has a floor of 0.32/0.20 at the optimum), "
+        "prediction-based = centre of the top non-target logit; centres trained by their own SGD (lr 0.5) on the "
+        "unweighted TCL gradient; input RGB 224 (DACL); optimiser (SGD 0.01, momentum 0.9, wd 5e-4, step 20 x0.1, 60 epochs) "
         "chosen here.",
         reconstructed=True,
     )

@@ -49,18 +49,20 @@ class SpatialPyramidAttention(nn.Module):
     sigmoid.  Unlike SE's single global average, the pyramid keeps coarse *where*
     information in the channel descriptor.  ``forward`` returns weights ``[N, C, 1, 1]`` in
     (0, 1).  Adaptive pooling makes it work on any map size (a 2x2 map pooled to 4x4 repeats
-    values, which is what ``adaptive_avg_pool2d`` does).
+    values, which is what ``adaptive_avg_pool2d`` does).  ``bias=False`` gives the bias-free
+    FC layers of SENet/SPANet's excitation (papers.md section 1: "FC C·21→C/16 (no bias)").
     """
 
-    def __init__(self, channels: int, reduction: int = 16, levels: tuple[int, ...] = (1, 2, 4)) -> None:
+    def __init__(self, channels: int, reduction: int = 16, levels: tuple[int, ...] = (1, 2, 4),
+                 bias: bool = True) -> None:
         super().__init__()
         self.levels = tuple(int(l) for l in levels)
         hidden = max(1, channels // reduction)
         n_in = channels * sum(l * l for l in self.levels)
         self.fc = nn.Sequential(
-            nn.Linear(n_in, hidden),
+            nn.Linear(n_in, hidden, bias=bias),
             nn.ReLU(inplace=True),
-            nn.Linear(hidden, channels),
+            nn.Linear(hidden, channels, bias=bias),
             nn.Sigmoid(),
         )
 

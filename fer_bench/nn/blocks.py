@@ -4,9 +4,9 @@
   small-kernel network of Su & Wang 2021).
 * :class:`DotProductResidualBlock` — Su & Wang's "dot-product residual block" fused with
   spatial pyramid attention (SPANet, Guo et al., ICME 2020) [reconstruction:
-  ``out = relu(x + F(x) ⊙ SPA(x))``, see ``/work/shared/papers.md`` section 1].
+  ``out = relu(x + F(x) ⊙ SPA(F(x)))``, see ``/work/shared/papers.md`` section 1].
 * :class:`LowLevelFeatureMask` — Su & Wang's "low-level feature masking" [reconstruction:
-  ``mask = sigmoid(conv1x1(upsample(high)))``, ``low ← low ⊙ mask``].
+  ``mask = sigmoid(conv3x3(upsample(high)))``, ``low ← low ⊙ mask``].
 * :class:`ScheduledDropBlock2d` — ``torchvision.ops.DropBlock2d`` (Ghiasi, Lin, Le,
   "DropBlock: A regularization method for convolutional networks", NeurIPS 2018) whose drop
   probability can be ramped during training, as the DropBlock paper recommends (a linear
@@ -32,12 +32,14 @@ def conv_bn_act(in_ch: int, out_ch: int, act: type[nn.Module] = nn.ReLU) -> nn.S
 
 
 class DotProductResidualBlock(nn.Module):
-    """``out = relu(x + F(x) ⊙ SPA(x))`` (Su & Wang 2021, with SPANet attention) [reconstruction].
+    """``out = relu(x + F(x) ⊙ SPA(F(x)))`` (Su & Wang 2021, with SPANet attention) [reconstruction].
 
     ``F`` is two 3x3 conv-BN layers (ReLU between them), the residual branch of a ResNet
-    basic block (He et al., CVPR 2016); ``SPA(x)`` are the spatial-pyramid channel weights of
-    the block *input* (:class:`~fer_bench.nn.attention.SpatialPyramidAttention`), multiplied
-    element-wise ("dot product") into the residual branch before the identity is added.
+    basic block (He et al., CVPR 2016).  ``SPA(F(x))`` are the spatial-pyramid channel weights
+    (:class:`~fer_bench.nn.attention.SpatialPyramidAttention`, bias-free FC layers) computed
+    on the *residual branch*, as SENet (Hu et al. 2018, SE-ResNet) and SPANet place their
+    attention, and multiplied element-wise ("dot product") into that branch before the
+    identity is added (``/work/shared/papers.md`` section 1, revised reconstruction).
     Shape-preserving: ``[N, C, H, W] -> [N, C, H, W]``.
     """
 
@@ -50,24 +52,26 @@ class DotProductResidualBlock(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(channels),
         )
-        self.spa = SpatialPyramidAttention(channels, reduction)
+        self.spa = SpatialPyramidAttention(channels, reduction, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(x + self.residual(x) * self.spa(x))
+        r = self.residual(x)
+        return F.relu(x + r * self.spa(r))
 
 
 class LowLevelFeatureMask(nn.Module):
     """Mask a low-level map with the semantics of a high-level one (Su & Wang 2021) [reconstruction].
 
-    ``mask = sigmoid(conv1x1(upsample(high)))`` with the high-level map ``[N, C_h, h, w]``
-    bilinearly upsampled to the low-level map's size and projected to its ``C_l`` channels,
+    ``mask = sigmoid(conv3x3(upsample(high)))`` with the high-level map ``[N, C_h, h, w]``
+    bilinearly upsampled to the low-level map's size and projected by a 3x3 convolution (3x3
+    as every kernel of Su & Wang's network; papers.md section 1) to its ``C_l`` channels,
     so each low-level channel gets its own per-position gate in (0, 1); then
     ``low ← low ⊙ mask``.  ``forward(low, high)`` returns ``(masked_low, mask)``.
     """
 
     def __init__(self, low_channels: int, high_channels: int) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(high_channels, low_channels, 1)
+        self.proj = nn.Conv2d(high_channels, low_channels, 3, padding=1)
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         up = F.interpolate(high, size=low.shape[-2:], mode="bilinear", align_corners=False)

@@ -155,6 +155,8 @@ def negative_centers(
     target: torch.Tensor,
     strategy: str,
     logits: torch.Tensor | None = None,
+    *,
+    on_sphere: bool = False,
 ) -> torch.Tensor:
     """The negative centre of each sample, ``[N, D]``, by one of Rajoli et al.'s strategies.
 
@@ -169,6 +171,18 @@ def negative_centers(
       (the class the classifier confuses the sample with); needs ``logits``.
 
     ``features`` and ``centers`` are used as given (normalise them first if wanted).
+
+    ``on_sphere=True`` (for unit-norm centres) L2-normalises each *synthesized* negative —
+    the weighted mean, and the semi-synthesized mean built from the normalised weighted mean —
+    so that it lies on the unit sphere like every real centre.  Why: in TCL (He et al. 2018,
+    eq. 3) the negative is a class centre, a point of the feature space the features are
+    compared with; on the sphere a convex mix of centres falls inside the ball (for 7
+    regular-simplex centres the weighted mean of the other six is ``−c_y/6``, norm 1/6), and a
+    point near the origin is at ``D ≈ ½`` from *every* unit feature, so ``D_neg`` can never
+    exceed ``D_pos + m`` for m = 1 and the hinge never switches off (floors 0.319 and 0.198 for
+    the fully- and semi-synthesized negatives with every feature on its own centre).  Its
+    direction is the spherical counterpart of the mean [reconstruction, papers.md section 4].
+    The prediction-based negative is a real centre and is returned as is.
     """
     verify_choice(strategy, "negative strategy", NEGATIVE_STRATEGIES)
     y = hard_labels(target)
@@ -184,10 +198,13 @@ def negative_centers(
     dist = half_sq_dist(features, centers).masked_fill(own, float("inf"))
     weights = torch.softmax(-dist.detach(), dim=1)  # exp(-inf) = 0 for the own class
     synth = weights @ centers
+    if on_sphere:
+        synth = F.normalize(synth, dim=1)
     if strategy == "fully_synthesized":
         return synth
     nearest = centers[dist.argmin(dim=1)]
-    return 0.5 * (nearest + synth)
+    semi = 0.5 * (nearest + synth)
+    return F.normalize(semi, dim=1) if on_sphere else semi
 
 
 def triplet_center_loss(
@@ -199,14 +216,25 @@ def triplet_center_loss(
     strategy: str = "fully_synthesized",
     logits: torch.Tensor | None = None,
     reduction: str = "mean",
+    normalize: bool = False,
 ) -> torch.Tensor:
     """``max(D(f_i, c_{y_i}) + m − D(f_i, c_neg(i)), 0)`` over the batch (He et al., CVPR 2018).
 
     ``reduction='sum'`` is He et al.'s ``Σ_i``; the default ``'mean'`` divides by the batch
     size so that λ does not depend on it.
+
+    ``normalize=True`` L2-normalises the features and the centres, and puts the synthesized
+    negatives back on the unit sphere (``negative_centers(..., on_sphere=True)``): then
+    ``D = 1 − cos ∈ [0, 2]`` for every pair, and the hinge is exactly 0 for all three strategies
+    when each feature sits on its own centre and the centres are well separated (pairwise
+    ``cos ≤ 0``, e.g. orthonormal or a regular simplex), as it is for He et al.'s real
+    negative centres.
     """
     y = hard_labels(target)
-    neg = negative_centers(features, centers, y, strategy, logits)
+    if normalize:
+        features = F.normalize(features, dim=1)
+        centers = F.normalize(centers, dim=1)
+    neg = negative_centers(features, centers, y, strategy, logits, on_sphere=normalize)
     d_pos = 0.5 * (features - centers[y]).pow(2).sum(1)
     d_neg = 0.5 * (features - neg).pow(2).sum(1)
     hinge = F.relu(d_pos + margin - d_neg)
@@ -224,7 +252,9 @@ class TripletCenterLoss(nn.Module):
 
     With ``normalize=True`` (the default, Rajoli et al.'s "m = 1.0 on normalised features")
     features *and* centres are L2-normalised before the distances, so
-    ``D = ½‖a − b‖² = 1 − cos(a, b) ∈ [0, 2]`` and a margin of 1 is attainable.
+    ``D = ½‖a − b‖² = 1 − cos(a, b) ∈ [0, 2]``, and the synthesized negatives are L2-normalised
+    too (they lie on the sphere like real centres; see :func:`negative_centers`), so a margin
+    of 1 is attainable for every strategy.
     """
 
     def __init__(self, num_classes: int, dim: int, margin: float = 1.0, strategy: str = "fully_synthesized",
@@ -238,12 +268,8 @@ class TripletCenterLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, features: torch.Tensor, target: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
-        centers = self.centers
-        if self.normalize:
-            features = F.normalize(features, dim=1)
-            centers = F.normalize(centers, dim=1)
-        return triplet_center_loss(features, centers, target, margin=self.margin, strategy=self.strategy,
-                                   logits=logits, reduction=self.reduction)
+        return triplet_center_loss(features, self.centers, target, margin=self.margin, strategy=self.strategy,
+                                   logits=logits, reduction=self.reduction, normalize=self.normalize)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, strategy={self.strategy!r}, normalize={self.normalize}"
