@@ -201,6 +201,9 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     out = cfg.out_dir()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm, model = build(cfg)
+    from fer_bench.nn.complexity import complexity
+
+    cost = complexity(model)  # parameters and MACs of one forward at the run's input size (eval mode)
     max_epochs = int(model.hparams.max_epochs)
     ckpt = ModelCheckpoint(
         dirpath=str(out / "checkpoints"), filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
@@ -243,7 +246,8 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "fold": cfg.fold,
         "protocol": json.loads(json.dumps(dm.protocol_args(), default=str)),
         "skipped_files": skipped.gathered(),
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": cost["params"],
+        "macs": cost["macs"],
         "train_seconds": train_seconds,
         "devices": cfg.devices,
         "num_nodes": cfg.num_nodes,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -14,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import run_cli
-from fer_bench.synth import make_static
 from fer_bench.methods import METHODS
 from fer_bench.nn.losses import ArcFaceLoss, CosFaceLoss
+from fer_bench.synth import make_static
+
+from conftest import run_cli
 
 STATIC = ["angular_sknet", "stn_cbam_gelu", "tcl_selective", "multiscale_ccl"]
 # narrower VGG-like widths keep the CPU overfit tests fast; the code path is the same

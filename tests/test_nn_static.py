@@ -8,11 +8,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer_bench.nn.attention import (CBAM, ChannelAttention, SelectiveAttention, SpatialAttention,
-                                    SpatialPyramidAttention, SqueezeExcite)
+from fer_bench.nn.attention import (
+    CBAM,
+    ChannelAttention,
+    SelectiveAttention,
+    SpatialAttention,
+    SpatialPyramidAttention,
+    SqueezeExcite,
+)
 from fer_bench.nn.blocks import DotProductResidualBlock, LowLevelFeatureMask, ScheduledDropBlock2d
-from fer_bench.nn.losses import (ArcFaceLoss, CenterCosineLoss, CosFaceLoss, CosineClassifier, TripletCenterLoss,
-                                 center_cosine_loss, negative_centers, triplet_center_loss)
+from fer_bench.nn.losses import (
+    ArcFaceLoss,
+    CenterCosineLoss,
+    CosFaceLoss,
+    CosineClassifier,
+    TripletCenterLoss,
+    center_cosine_loss,
+    negative_centers,
+    triplet_center_loss,
+)
 from fer_bench.nn.stn import SpatialTransformer
 
 

@@ -171,7 +171,7 @@ def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
 
 PAPER_INIT_MODES = ("if-available", "required")
 # what a finished row copies from the run's result: intervals, calibration, cost, its predictions
-ROW_FROM_RESULT = ("war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll", "bootstrap_resamples",
+ROW_FROM_RESULT = ("macs", "war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll", "bootstrap_resamples",
                    "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions")
 
 

@@ -11,11 +11,13 @@ from fer_bench import settings as S
 def catalogue() -> dict[str, list[dict[str, Any]]]:
     """Every registered method and dataset, as ``fer-bench list --json`` prints them."""
     from fer_bench.data import DATASETS
-    from fer_bench.methods import METHODS, count_params
+    from fer_bench.methods import METHODS
+    from fer_bench.nn.complexity import complexity
 
     methods = []
     for name, cls in METHODS.items():
         model = cls.from_defaults()
+        cost = complexity(model)
         methods.append({
             "name": name,
             "modality": cls.modality,
@@ -25,7 +27,8 @@ def catalogue() -> dict[str, list[dict[str, Any]]]:
             "reconstructed": cls.paper.reconstructed,
             "fidelity": cls.paper.fidelity,
             "input": f"{model.in_chans}x{model.input_size}x{model.input_size}",
-            "params": count_params(model),
+            "params": cost["params"],
+            "macs": cost["macs"],  # multiply-accumulates of one forward at the method's input size
             "recipe": cls.recipe().as_dict(),
         })
     datasets = [
@@ -80,12 +83,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     console = Console()
     t = Table(title="methods")
-    for col in ("name", "modality", "input", "params", "reported (%)", "citation"):
+    for col in ("name", "modality", "input", "params", "MACs", "reported (%)", "citation"):
         t.add_column(col, overflow="fold")
     for m in cat["methods"]:
         rep = "; ".join(f"{d}: " + ", ".join(f"{k.upper()} {v}" for k, v in r.items()) for d, r in m["reported"].items())
         cite = m["citation"] + (" [reconstruction]" if m["reconstructed"] else "")
-        t.add_row(m["name"], m["modality"], m["input"], f"{m['params'] / 1e6:.2f}M", rep or "-", cite)
+        t.add_row(m["name"], m["modality"], m["input"], f"{m['params'] / 1e6:.2f}M", f"{m['macs'] / 1e9:.3f}G",
+                  rep or "-", cite)
     console.print(t)
     t = Table(title="datasets")
     for col in ("name", "modality", "classes", "protocol"):

@@ -61,8 +61,6 @@ class AngularSKNet(MarginCentreMethod):
     margin_attr = "arcface"
     default_input_size = 48
     default_in_chans = 1
-    default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="cosine",
-                           max_epochs=100)
     paper = PaperRecord(
         citation="SU Zhiming, WANG Lie, \"Facial expression recognition based on angular distance loss function "
         "and convolutional neural network\" (基于角度距离损失与小尺度核网络的表情识别), Telecommunication "

@@ -21,6 +21,7 @@ from torch import nn
 from fer_bench.classes import default_class_names
 from fer_bench.errors import verify_choice
 from fer_bench.metrics import FERMetrics, FERScores
+from fer_bench.nn.complexity import count_params  # noqa: F401  (re-exported by fer_bench.methods)
 from fer_bench.nn.functional import soft_cross_entropy
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
@@ -45,10 +46,6 @@ class PaperRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 class FERMethod(L.LightningModule):

@@ -47,13 +47,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from fer_bench.errors import verify_choice
 from fer_bench.methods.base import FERMethod, PaperRecord
-from fer_bench.nn.functional import soft_cross_entropy
 from fer_bench.nn.attention import SelectiveAttention
 from fer_bench.nn.backbones import resnet18_trunk
+from fer_bench.nn.functional import soft_cross_entropy
 from fer_bench.nn.losses import NEGATIVE_STRATEGIES, TripletCenterLoss
 from fer_bench.registry import METHODS
-from fer_bench.errors import verify_choice
 
 
 @METHODS.register("tcl_selective")
@@ -64,8 +64,6 @@ class TCLSelective(FERMethod):
     modality = "static"
     default_input_size = 224
     default_in_chans = 3
-    default_hparams = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, scheduler="step",
-                           step_size=20, gamma=0.1, max_epochs=60)
     hparam_choices = {**FERMethod.hparam_choices, "strategy": NEGATIVE_STRATEGIES}
     paper = PaperRecord(
         citation="H. Rajoli, F. Lotfi, A. Atyabi, F. Afghah, \"Triplet Loss-less Center Loss Sampling Strategies in "
@@ -81,7 +79,8 @@ class TCLSelective(FERMethod):
         "Reconstructed: torchvision ResNet-18 (DACL's backbone; pre-training from a local file via --weights, as DACL "
         "used MS-Celeb-1M weights); pixel map sigmoid(conv1x1(layer4)), element vector sigmoid(MLP(GAP(layer4))) "
         "with reduction 16, feature GAP(layer4*pixel/mean(pixel))*element (the pixel map rescaled to spatial mean 1: "
-        "the literal GAP(layer4*pixel) of papers.md let the map collapse to ~0 and training stall at chance); lambda 0.01, margin 1.0 on L2-normalised features "
+        "the literal GAP(layer4*pixel) of papers.md let the map collapse to ~0 and training stall at chance); "
+        "lambda 0.01, margin 1.0 on L2-normalised features "
         "and centres, D = 0.5*||a-b||^2, batch-mean hinge; fully-synthesized negative = softmax(-D)-weighted mean of "
         "the other centres (weights detached), semi = mean of nearest other centre and that, both L2-normalised "
         "onto the unit sphere like real centres (otherwise the m=1 hinge has a floor of 0.32/0.20 at the optimum), "
