@@ -18,6 +18,7 @@ import numpy as np
 from fer_bench import stats
 
 PREDICTIONS_FILE = "predictions.npz"
+RELIABILITY_FILE = "reliability.png"
 
 
 def sample_ids(dm, split: str, positions: np.ndarray) -> list[str]:
@@ -69,3 +70,60 @@ def peak_memory_mb(device_type: str) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], path: str | os.PathLike, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.asarray(confusion, dtype=float)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(classes), 1 + 0.6 * len(classes)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(probs: np.ndarray, labels: np.ndarray, path: str | os.PathLike, n_bins: int = 15,
+                     title: str = "") -> None:
+    """Reliability diagram: accuracy against mean confidence in the 15 equal-width confidence
+    bins of :func:`fer_bench.stats.expected_calibration_error`, bar widths the bins, the
+    diagonal a perfectly calibrated model, the sample count of each bin printed on it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf, correct = probs.max(axis=1), (probs.argmax(axis=1) == labels)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if not m.any():
+            continue
+        acc = float(correct[m].mean())
+        ax.bar(lo, acc, width=hi - lo, align="edge", color="tab:blue", edgecolor="white", alpha=0.8)
+        ax.plot([(lo + hi) / 2], [float(conf[m].mean())], "o", color="tab:red", ms=3)
+        ax.text((lo + hi) / 2, min(acc + 0.02, 0.97), str(int(m.sum())), ha="center", fontsize=6)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy (bars); mean confidence (dots)")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -266,7 +266,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     if trainer.is_global_zero:
         evaluation.save_predictions(out / evaluation.PREDICTIONS_FILE, preds,
                                     evaluation.sample_ids(dm, "test", preds["index"].numpy()), scores.classes)
-        write_outputs(out, cfg, dm, model, result)
+        write_outputs(out, cfg, dm, model, result, preds)
     return result
 
 
@@ -278,7 +278,7 @@ def accelerator_name(trainer) -> str:
     return "cpu"
 
 
-def write_outputs(out: Path, cfg: TrainConfig, dm, model, result: dict[str, Any]) -> None:
+def write_outputs(out: Path, cfg: TrainConfig, dm, model, result: dict[str, Any], preds=None) -> None:
     import lightning
     import torch
 
@@ -292,30 +292,8 @@ def write_outputs(out: Path, cfg: TrainConfig, dm, model, result: dict[str, Any]
     }
     config = json.loads(json.dumps(config, default=str))  # plain types only (versions are str subclasses)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    plot_confusion(result["confusion"], result["classes"], out / "confusion.png",
-                   title=f"{cfg.method} on {cfg.dataset}: WAR {result['war']:.3f} UAR {result['uar']:.3f}")
-
-
-def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cm = np.asarray(confusion, dtype=float)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(classes), 1 + 0.6 * len(classes)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    evaluation.plot_confusion(result["confusion"], result["classes"], out / "confusion.png",
+                              title=f"{cfg.method} on {cfg.dataset}: WAR {result['war']:.3f} UAR {result['uar']:.3f}")
+    if preds is not None and len(preds["label"]):
+        evaluation.plot_reliability(preds["probs"].numpy(), preds["label"].numpy(), out / evaluation.RELIABILITY_FILE,
+                                    title=f"{cfg.method} on {cfg.dataset}: ECE {result.get('ece', float('nan')):.3f}")

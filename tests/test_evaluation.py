@@ -143,3 +143,39 @@ def test_readme_interval_holds_seed_spread_and_sampling_error(tmp_path):
     assert s["war_ci"] > 1.96 * vals.std(ddof=1) / np.sqrt(3)  # wider than the seed spread alone
     table = lb.markdown_table(lb.summarise(df))
     assert f"[{s['war'] - expected:.2f}, {s['war'] + expected:.2f}]" in table
+
+
+def test_cross_dataset_eval_excludes_the_unshared_class_and_matches_a_hand_computation(tmp_path):
+    from conftest import run_cli
+    from fer_bench.synth import write_layout
+    from fer_bench.train import TrainConfig, run
+
+    res = run(TrainConfig(method="resnet18", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
+                          progress=False, out=str(tmp_path / "train"), seed=0,
+                          data_args={"train_per_class": 6, "val_per_class": 3, "test_per_class": 5}))
+    assert (tmp_path / "train" / "reliability.png").stat().st_size > 3000
+    write_layout("imagefolder", str(tmp_path / "if8"), per_class=4, seed=1, contempt=True)  # 8 classes
+    out = tmp_path / "cross"
+    proc = run_cli("eval", "--checkpoint", res["checkpoint"], "--dataset", "imagefolder", "--root",
+                   str(tmp_path / "if8"), "--out", str(out), timeout=300)
+    assert "excluded: contempt (4 samples)" in proc.stdout
+    import json
+
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["excluded_dataset_classes"] == ["contempt"] and m["excluded_model_classes"] == []
+    assert m["classes"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    p = load_predictions(m["predictions"])
+    assert len(p["label"]) == m["n_test"] == 28 and m["n_excluded"] == 4
+    # by hand: accuracy and the mean of the seven recalls over the kept samples
+    correct = p["label"] == p["pred"]
+    assert m["war"] == pytest.approx(correct.mean())
+    assert m["uar"] == pytest.approx(np.mean([correct[p["label"] == c].mean() for c in range(7)]))
+
+
+def test_class_mapping_goes_through_the_canonical_names():
+    from fer_bench.transfer import class_mapping
+
+    mp = class_mapping(["angry", "happy", "contempt"], ["happy", "sad", "angry"])
+    assert mp["shared"] == ["happy", "angry"] and mp["columns"] == [1, 0]
+    assert mp["label_map"].tolist() == [0, -1, 1]
+    assert mp["excluded_dataset_classes"] == ["sad"] and mp["excluded_model_classes"] == ["contempt"]

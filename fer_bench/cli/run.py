@@ -130,6 +130,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from fer_bench.transfer import evaluate
+
+    res = evaluate(args.checkpoint, args.dataset, args.root, method=args.method, out=args.out, fold=args.fold,
+                   data_args=dict(args.data_arg or []), batch_size=args.batch_size)
+    excl = res["excluded_dataset_classes"] + [f"{c} (model only)" for c in res["excluded_model_classes"]]
+    print(f"{res['method']} on {args.dataset} (test): WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f} over "
+          f"{res['n_test']} samples of the shared classes {', '.join(res['classes'])}; excluded: "
+          f"{', '.join(excl) or 'none'} ({res['n_excluded']} samples)")
+    if args.out:
+        print(f"wrote {args.out}/metrics.json")
+    return 0
+
+
 def add_run_commands(sub) -> None:
     p = sub.add_parser("list", help="registered methods and datasets")
     p.add_argument("--json", action="store_true")
@@ -139,3 +153,13 @@ def add_run_commands(sub) -> None:
     p = sub.add_parser("train", help="train one method on one dataset")
     S.add_setting_args(p, ("job", "protocol", "run", "speed", "launch"), required=("method", "dataset"))
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="evaluate a trained checkpoint on another dataset's test split (cross-dataset)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fer-bench train / bench")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root", help="dataset folder as distributed")
+    p.add_argument("--fold", type=int)
+    p.add_argument("--method", help="the checkpoint's method (default: recorded in the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", help="folder for metrics.json and predictions.npz")
+    p.add_argument("-d", "--data-arg", type=S.key_value, action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_eval)

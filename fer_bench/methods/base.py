@@ -217,6 +217,10 @@ class FERMethod(L.LightningModule):
             s = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record which registered method this is, so ``fer-bench eval`` can rebuild it."""
+        checkpoint["fer_bench_method"] = getattr(type(self), "registry_name", type(self).__name__)
+
     # -- weights ---------------------------------------------------------------------------
     def load_weights(self, path: str) -> dict[str, list[str]]:
         """Load a local state dict (``weights_only=True``; nothing is downloaded).
