@@ -139,7 +139,7 @@ def names(*kinds: str) -> list[str]:
 
 
 # the keys of a suite cell: settings of these kinds, plus the suite's own
-SUITE_ONLY_KEYS: tuple[str, ...] = ("label", "folds", "seeds")
+SUITE_ONLY_KEYS: tuple[str, ...] = ("label", "folds", "seeds", "cross_eval")
 SUITE_KEYS: tuple[str, ...] = ("method", "dataset") + tuple(names("protocol", "run", "speed")) + SUITE_ONLY_KEYS
 PROTOCOL_KEYS: tuple[str, ...] = tuple(names("protocol"))
 

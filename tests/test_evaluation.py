@@ -179,3 +179,29 @@ def test_class_mapping_goes_through_the_canonical_names():
     assert mp["shared"] == ["happy", "angry"] and mp["columns"] == [1, 0]
     assert mp["label_map"].tolist() == [0, -1, 1]
     assert mp["excluded_dataset_classes"] == ["sad"] and mp["excluded_model_classes"] == ["contempt"]
+
+
+def test_a_suite_with_cross_eval_gives_a_transfer_matrix(tmp_path):
+    import pandas as pd
+
+    from conftest import run_cli
+    from fer_bench.synth import write_layout
+
+    write_layout("imagefolder", str(tmp_path / "data" / "imagefolder"), per_class=3, seed=2, contempt=True)
+    suite = tmp_path / "x.yaml"
+    suite.write_text("suite: x\ndefaults: {max_epochs: 1, batch_size: 16, input_size: 32, seeds: [0]}\ncells:\n"
+                     "  - {method: resnet18, dataset: synthetic-static, cross_eval: [imagefolder],\n"
+                     "     data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n")
+    boards = tmp_path / "boards"
+    run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--run-dir", str(tmp_path / "run"),
+            "--data-root", str(tmp_path / "data"), timeout=400)
+    df = pd.read_csv(boards / "x" / "v001.csv")
+    cross = df[df["kind"] == "cross"].iloc[0]
+    assert cross["eval_dataset"] == "imagefolder" and cross["excluded_classes"] == "contempt"
+    assert cross["n_test"] == 21 and cross["n_excluded"] == 3 and cross["status"] == "ok"
+    p = load_predictions(cross["predictions"])
+    assert cross["war"] == pytest.approx((p["label"] == p["pred"]).mean())
+    assert len(df[df["kind"] == "train"]) == 1  # the summary and regress see the trained row only
+    readme = (boards / "x" / "README.md").read_text()
+    assert "Cross-dataset transfer" in readme and "| resnet18 | synthetic-static |" in readme
+    assert (boards / "x" / "transfer.png").stat().st_size > 5000

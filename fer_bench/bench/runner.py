@@ -125,7 +125,7 @@ def base_row(suite: str, job: Job, cfg: TrainConfig, method_cls) -> dict[str, An
 
     da = cfg.data_args
     return {
-        "suite": suite, "method": job.row_method, "dataset": job.dataset,
+        "suite": suite, "method": job.row_method, "dataset": job.dataset, "kind": "train", "eval_dataset": job.dataset,
         "classes": da.get("classes"),  # replaced by the run's own class count when it finishes
         "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": da.get("sampler"),
         "input_size": cfg.input_size or method_cls.default_input_size,
@@ -136,6 +136,45 @@ def base_row(suite: str, job: Job, cfg: TrainConfig, method_cls) -> dict[str, An
         "torch_version": torch.__version__, "lightning_version": lightning.__version__,
         "fer_bench_version": fer_bench.__version__, "config_hash": job.config_hash, "job": job.key,
     }
+
+
+def cross_key(job: Job, dataset: str) -> str:
+    return f"{job.key}/cross:{dataset}"
+
+
+def cross_rows(job: Job, row: dict[str, Any], res: dict[str, Any], rdir: Path, data_root: str | None, echo):
+    """The rows of a finished job's cross-dataset evaluations (suite key ``cross_eval``): its
+    selected checkpoint on each listed dataset's test split, through the shared classes
+    (:mod:`fer_bench.transfer`).  A row has ``kind`` ``cross`` and ``eval_dataset``."""
+    from fer_bench.data import DATASETS
+    from fer_bench.transfer import evaluate
+
+    for dataset in job.cross_eval:
+        root = None
+        if DATASETS.get(dataset).requires_root:
+            root = str(Path(data_root) / dataset) if data_root else None
+            if root is None or not Path(root).exists():
+                echo(f"skip: cross evaluation of {job.row_method}/{job.dataset} on {dataset}: not found at "
+                     f"{root or '(no --data-root / FER_DATA given)'}")
+                continue
+        out = {k: v for k, v in row.items() if not k.startswith("recall_")}  # the recalls are the eval set's
+        out.update(kind="cross", eval_dataset=dataset, job=cross_key(job, dataset), started_at=now())
+        try:
+            r = evaluate(res["checkpoint"], dataset, root, method=job.method, out=job_dir(rdir, job) / "cross" / dataset,
+                         seed=job.seed)
+            out.update(status="ok", error="", war=r["war"], uar=r["uar"], n_test=r["n_test"], classes=len(r["classes"]),
+                       excluded_classes=", ".join(r["excluded_dataset_classes"] + [f"{c} (model)" for c in
+                                                                                 r["excluded_model_classes"]]),
+                       n_excluded=r["n_excluded"], predictions=r.get("predictions"),
+                       **{k: r.get(k) for k in ("war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll")})
+            out.update({f"recall_{c}": v for c, v in r["per_class_recall"].items()})
+            echo(f"    cross {job.row_method}/{job.dataset} -> {dataset}: WAR {100 * r['war']:.2f} "
+                 f"UAR {100 * r['uar']:.2f} (excluded: {out['excluded_classes'] or 'none'})")
+        except Exception as e:  # a failing cross evaluation never stops the suite
+            out.update(status="failed", error=f"{type(e).__name__}: {e}"[:500], war=None, uar=None)
+            echo(f"    cross {job.row_method}/{job.dataset} -> {dataset}: FAILED ({e})")
+        out["finished_at"] = now()
+        yield out
 
 
 def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
@@ -291,9 +330,13 @@ def run_suite(
             eta = elapsed / k * (len(runnable) - k)
             echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} "
                  f"({time.time() - t0:.0f} s; suite {elapsed:.0f} s, ~{eta:.0f} s left)")
+        if row.get("status") == "ok" and job.cross_eval:
+            for cross in cross_rows(job, row, res, rdir, data_root, echo if rank0 else (lambda *_: None)):
+                if rank0:
+                    append_row(rdir, cross)
     if not rank0:
         return None
-    keys = {j.key for j in jobs}
+    keys = {j.key for j in jobs} | {cross_key(j, d) for j in jobs for d in j.cross_eval}
     rows = [r for r in read_rows(rdir) if r["job"] in keys]
     if not rows:
         echo("no job finished: no leaderboard version written")
@@ -302,6 +345,8 @@ def run_suite(
     path = lb.write_version(folder, rows)
     lb.write_papers_csv(Path(leaderboards))  # first: the README reads the paper numbers from it
     lb.write_readme(folder, suite.name)
+    if not lb.transfer_matrix(lb.read_version(folder)).empty:
+        lb.plot_transfer(folder, folder / "transfer.png")
     atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
     echo(f"wrote {path} ({len(rows)} rows) and {folder / 'README.md'}")
     return path

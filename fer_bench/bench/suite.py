@@ -50,6 +50,7 @@ class Job:
     fold: int | None
     seed: int
     label: str = ""  # variant of a method within a suite (e.g. a TCL negative strategy)
+    cross_eval: tuple[str, ...] = ()  # datasets whose test split the trained checkpoint is also evaluated on
     settings: dict[str, Any] = field(default_factory=dict)
 
     def config(self, **launch: Any) -> S.TrainConfig:
@@ -175,6 +176,13 @@ def load_suite(path: str | Path) -> Suite:
             if not isinstance(values, list):
                 raise DataFormatError(path, f"{where}: {key} as a list", found=repr(values))
         label = merged.pop("label", "") or ""
+        cross = merged.pop("cross_eval", None) or []
+        if not isinstance(cross, list) or any(c not in DATASETS for c in cross):
+            raise DataFormatError(path, f"{where}: cross_eval as a list of registered datasets "
+                                        f"({', '.join(DATASETS.names())})", found=repr(cross))
+        for c in cross:
+            if DATASETS.get(c).info.modality != METHODS.get(merged["method"]).modality:
+                raise DataFormatError(path, f"{where}: cross_eval datasets of the method's modality", found=c)
         method, dataset = merged.pop("method"), merged.pop("dataset")
         try:
             settings = {k: _checked(k, v, f"{path}, {where}") for k, v in merged.items()}
@@ -183,7 +191,7 @@ def load_suite(path: str | Path) -> Suite:
             for seed in seeds:
                 _checked("seed", seed, f"{path}, {where}, seeds")
             cell_jobs = [Job(method=method, dataset=dataset, fold=fold, seed=int(seed), label=str(label),
-                             settings=settings) for fold in folds for seed in seeds]
+                             settings=settings, cross_eval=tuple(cross)) for fold in folds for seed in seeds]
             S.validate(cell_jobs[0].config(), where=f"{path}, {where}", method_flag="method_args",
                        data_flag="data_args", check_device=False)
         except UserError as e:
