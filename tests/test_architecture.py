@@ -134,6 +134,7 @@ def test_help_and_leaderboard_commands_do_not_import_torch(tmp_path):
 
 @pytest.mark.parametrize("module", ["fer_bench.settings", "fer_bench.cli", "fer_bench.bench.leaderboard",
                                     "fer_bench.bench.regress", "fer_bench.bench.suite", "fer_bench.bench.compare",
+                                    "fer_bench.bench.page",
                                     "fer_bench.stats", "fer_bench.evaluation"])
 def test_light_modules_import_without_torch(module):
     assert not _loaded_after(f"import {module}")["torch"]

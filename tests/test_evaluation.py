@@ -99,6 +99,7 @@ def _board(tmp_path, runs):
         war, uar = stats.war_uar(labels, preds, 7)
         ci = stats.bootstrap_ci(labels, preds, 7, resamples=200, seed=seed)
         rows.append({"suite": "s", "method": method, "dataset": "rafdb", "fold": None, "seed": seed, "war": war,
+                     "job": f"{method}/rafdb/seed{seed}", "recall_angry": 0.5,
                      "uar": uar, "status": "ok", "predictions": str(path), "war_ci_low": ci["war"].low,
                      "war_ci_high": ci["war"].high, "uar_ci_low": ci["uar"].low, "uar_ci_high": ci["uar"].high})
     lb.write_version(tmp_path / "boards" / "s", rows)
@@ -146,9 +147,10 @@ def test_readme_interval_holds_seed_spread_and_sampling_error(tmp_path):
 
 
 def test_cross_dataset_eval_excludes_the_unshared_class_and_matches_a_hand_computation(tmp_path):
-    from conftest import run_cli
     from fer_bench.synth import write_layout
     from fer_bench.train import TrainConfig, run
+
+    from conftest import run_cli
 
     res = run(TrainConfig(method="resnet18", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
                           progress=False, out=str(tmp_path / "train"), seed=0,
@@ -184,8 +186,9 @@ def test_class_mapping_goes_through_the_canonical_names():
 def test_a_suite_with_cross_eval_gives_a_transfer_matrix(tmp_path):
     import pandas as pd
 
-    from conftest import run_cli
     from fer_bench.synth import write_layout
+
+    from conftest import run_cli
 
     write_layout("imagefolder", str(tmp_path / "data" / "imagefolder"), per_class=3, seed=2, contempt=True)
     suite = tmp_path / "x.yaml"
@@ -205,3 +208,44 @@ def test_a_suite_with_cross_eval_gives_a_transfer_matrix(tmp_path):
     readme = (boards / "x" / "README.md").read_text()
     assert "Cross-dataset transfer" in readme and "| resnet18 | synthetic-static |" in readme
     assert (boards / "x" / "transfer.png").stat().st_size > 5000
+
+
+def test_the_leaderboard_page_is_self_contained_and_holds_every_row(tmp_path):
+    from html.parser import HTMLParser
+
+    import pandas as pd
+
+    from fer_bench.bench.page import write_page
+
+    runs = []
+    for method in ("good", "worse"):
+        for seed in (0, 1):
+            labels, a = _preds(acc=0.7 if method == "good" else 0.5, seed=seed)
+            runs.append((method, seed, labels, a))
+    boards = _board(tmp_path, runs)
+    for r in runs:  # a reliability diagram beside each predictions file, as a job writes it
+        from fer_bench.evaluation import plot_reliability
+
+        plot_reliability(np.eye(7)[r[3]] * 0.9 + 0.1 / 7, r[2], tmp_path / "runs" / "reliability.png")
+    page = write_page(boards / "s", "s")
+    text = page.read_text()
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.jobs, self.external = [], []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "tr" and "data-job" in a:
+                self.jobs.append(a["data-job"])
+            for key in ("src", "href"):
+                if key in a and not a[key].startswith(("data:", "#")):
+                    self.external.append(a[key])
+
+    parser = Rows()
+    parser.feed(text)
+    csv = pd.read_csv(boards / "s" / "v001.csv")
+    assert len(parser.jobs) == len(csv) == 4  # every CSV row is on the page
+    assert parser.external == [] and "<script src" not in text  # nothing fetched
+    assert "data:image/png;base64," in text and "good" in text and "Per-class recall" in text

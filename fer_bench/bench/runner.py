@@ -347,6 +347,9 @@ def run_suite(
     lb.write_readme(folder, suite.name)
     if not lb.transfer_matrix(lb.read_version(folder)).empty:
         lb.plot_transfer(folder, folder / "transfer.png")
+    from fer_bench.bench.page import write_page
+
+    write_page(folder, suite.name)
     atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
-    echo(f"wrote {path} ({len(rows)} rows) and {folder / 'README.md'}")
+    echo(f"wrote {path} ({len(rows)} rows), {folder / 'README.md'} and {folder / 'index.html'}")
     return path

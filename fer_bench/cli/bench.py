@@ -108,6 +108,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_page(args: argparse.Namespace) -> int:
+    from fer_bench.bench.page import write_page
+
+    print(f"wrote {write_page(Path(args.leaderboards) / args.suite, args.suite, args.version)}")
+    return 0
+
+
 def cmd_papers(args: argparse.Namespace) -> int:
     from fer_bench.bench import leaderboard as lb
 
@@ -192,6 +199,9 @@ def add_bench_commands(sub) -> None:
     s.add_argument("--version")
     s.add_argument("--resamples", type=int, default=1000)
     s.set_defaults(func=cmd_compare)
+    s = lsub.add_parser("page", parents=[per_suite], help="write leaderboards/<suite>/index.html (self-contained)")
+    s.add_argument("--version")
+    s.set_defaults(func=cmd_page)
     s = lsub.add_parser("papers", parents=[common], help="regenerate leaderboards/papers.csv from the methods' metadata")
     s.set_defaults(func=cmd_papers)
 
