@@ -311,7 +311,7 @@ def run_suite(
                        skipped_files=len(res["skipped_files"]), params=res["params"],
                        train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],
                        precision=res["precision"], tta=res["tta"])
-            row.update({k: res.get(k) for k in ROW_FROM_RESULT})
+            row.update({name: res.get(name) for name in ROW_FROM_RESULT})
             row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
             msg = f"WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f}"
         except KeyboardInterrupt:
@@ -330,10 +330,9 @@ def run_suite(
             eta = elapsed / k * (len(runnable) - k)
             echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} "
                  f"({time.time() - t0:.0f} s; suite {elapsed:.0f} s, ~{eta:.0f} s left)")
-        if row.get("status") == "ok" and job.cross_eval:
-            for cross in cross_rows(job, row, res, rdir, data_root, echo if rank0 else (lambda *_: None)):
-                if rank0:
-                    append_row(rdir, cross)
+        if rank0 and row.get("status") == "ok" and job.cross_eval:  # single-process, on rank 0 only
+            for cross in cross_rows(job, row, res, rdir, data_root, echo):
+                append_row(rdir, cross)
     if not rank0:
         return None
     keys = {j.key for j in jobs} | {cross_key(j, d) for j in jobs for d in j.cross_eval}
