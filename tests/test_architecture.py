@@ -29,7 +29,7 @@ ALLOWED = {
     "callbacks": {"errors"},
     "settings": {"errors", "data", "methods", "weights"},
     "train": {"errors", "settings", "data", "methods", "nn", "callbacks", "weights", "evaluation"},
-    "bench": {"errors", "files", "settings", "train", "data", "methods", "weights", "stats", "evaluation", "transfer"},
+    "bench": {"classes", "errors", "files", "settings", "train", "data", "methods", "weights", "stats", "evaluation", "transfer"},
     "cli": {"errors", "registry", "settings", "files", "train", "bench", "data", "synth", "methods", "nn", "weights",
             "stats", "evaluation", "transfer"},
     "__main__": {"cli"},

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from fer_bench.bench import leaderboard as lb
+from fer_bench.classes import CANONICAL_CLASSES_8
 from fer_bench.evaluation import RELIABILITY_FILE
 from fer_bench.files import atomic_write_text
 
@@ -113,7 +114,9 @@ def _recall_heatmaps(df: pd.DataFrame) -> str:
     recall_cols = [c for c in ok.columns if c.startswith("recall_")]
     out = []
     for dataset, g in ok.groupby("dataset", sort=True):
-        cols = [c for c in recall_cols if g[c].notna().any()]
+        order = {c: k for k, c in enumerate(CANONICAL_CLASSES_8)}
+        cols = sorted((c for c in recall_cols if g[c].notna().any()),
+                      key=lambda c: (order.get(c[len("recall_"):], len(order)), c))
         means = g.groupby("method")[cols].mean().mul(100)
         head = "".join(f"<th>{html.escape(c[len('recall_'):])}</th>" for c in cols)
         body = "".join(
