@@ -65,8 +65,9 @@ def test_weights_load_from_local_torchvision_state_dict(tmp_path):
     m = METHODS.get("resnet18")(in_chans=1, input_size=48)
     report = m.load_weights(str(path))
     assert torch.equal(m.backbone.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
-    # the RGB stem and 1000-way fc cannot load into a grey, headless network: reported, not forced
-    assert "conv1.weight" in report["shape_mismatch"]
+    # the RGB stem is summed into the grey one; the 1000-way fc cannot load into a headless network: reported
+    assert report["adapted"] == ["conv1.weight"] and "conv1.weight" not in report["shape_mismatch"]
+    assert torch.allclose(m.backbone.conv1.weight, ref.conv1.weight.sum(dim=1, keepdim=True))
     assert "fc.weight" in report["unexpected"] or "fc.weight" in report["shape_mismatch"]
 
 

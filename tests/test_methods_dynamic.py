@@ -45,7 +45,8 @@ def test_default_recipe_is_the_official_one(name):
     model = METHODS.get(name).from_defaults(input_size=32)
     hp = model.hparams
     assert (hp.optimizer, hp.lr, hp.momentum, hp.weight_decay) == ("sgd", 1e-3, 0.9, 0.1)
-    assert (hp.scheduler, hp.step_size, hp.gamma, hp.batch_size) == ("step", 7, 0.5, 40)
+    assert (hp.scheduler, hp.step_size, hp.gamma) == ("step", 7, 0.5)
+    assert METHODS.get(name).recipe().value("batch_size") == 40  # the run's batch, from the recipe
     conf = model.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["weight_decay"] == 0.1

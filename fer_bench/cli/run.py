@@ -82,6 +82,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # pipes and logs: do not fold names into 80 columns
+        console = Console(width=200)
     t = Table(title="methods")
     for col in ("name", "modality", "input", "params", "MACs", "reported (%)", "citation"):
         t.add_column(col, overflow="fold")
