@@ -167,6 +167,7 @@ def test_paper_init_uses_available_weights_or_skips_when_required(tmp_path, monk
     tcl = next(j for j in default if j.method == "tcl_selective")
     assert "init scratch≠msceleb-resnet18" in run_deviations(tcl.config())
     _weights_file(tmp_path, "resnet18_msceleb.pth", {"state_dict": {}})
+    assert with_paper_init(jobs, "never") == jobs  # regress: from scratch even with the file there
     used = with_paper_init(jobs, "required", said.append)
     tcl = next(j for j in used if j.method == "tcl_selective")
     assert tcl.settings["weights"] == "msceleb-resnet18"

@@ -187,6 +187,8 @@ def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
     from fer_bench.weights import WEIGHTS, resolve
 
     verify_choice(mode, "--paper-init", PAPER_INIT_MODES)
+    if mode == "never":  # the regression check: its baseline is from scratch, whatever $FER_WEIGHTS holds
+        return list(jobs)
     out, said = [], set()
     for j in jobs:
         recipe = METHODS.get(j.method).recipe()
@@ -208,7 +210,7 @@ def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
     return out
 
 
-PAPER_INIT_MODES = ("if-available", "required")
+PAPER_INIT_MODES = ("if-available", "required", "never")
 # what a finished row copies from the run's result: intervals, calibration, cost, its predictions
 ROW_FROM_RESULT = ("macs", "war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll", "bootstrap_resamples",
                    "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions")
@@ -237,7 +239,7 @@ def run_suite(
     the cells' own; they never change a job's config hash.  ``paper_init``: a job whose method's
     recipe starts from pre-trained weights (and whose cell names none) uses them when the file is
     under ``$FER_WEIGHTS``; when it is not, ``if-available`` runs it from scratch (the row lists
-    the deviation) and ``required`` skips it with one line.  Returns the new ``vNNN.csv``
+    the deviation) and ``required`` skips it with one line; ``never`` always runs from scratch.  Returns the new ``vNNN.csv``
     (``None`` on ranks other than 0).
     """
     from fer_bench.data import DATASETS

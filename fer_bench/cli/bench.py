@@ -134,7 +134,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
     baseline_path = Path(args.baseline)
     with tempfile.TemporaryDirectory(prefix="fer-regress-") as tmp:
         path = run_suite(suite, leaderboards=Path(tmp) / "leaderboards", run_dir=str(Path(tmp) / "run"),
-                         progress=False, only=args.only)
+                         progress=False, only=args.only, paper_init="never")
         current = pd.read_csv(path)
         if args.write_baseline:
             atomic_write_text(baseline_path, current.to_csv(index=False))
@@ -167,9 +167,10 @@ def add_bench_commands(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="finish the jobs of an interrupted run")
     p.add_argument("--run-dir", help="run folder (give the same one to every torchrun/SLURM rank)")
     p.add_argument("--leaderboards", default="leaderboards")
-    p.add_argument("--paper-init", default="if-available", choices=["if-available", "required"],
+    p.add_argument("--paper-init", default="if-available", choices=["if-available", "required", "never"],
                    help="cells whose recipe pre-trains: use the weights under $FER_WEIGHTS when there; when not, "
-                        "run from scratch with the deviation recorded (if-available) or skip the cell (required)")
+                        "run from scratch with the deviation recorded (if-available) or skip the cell (required); "
+                        "never: always from scratch (what regress uses)")
     p.add_argument("-o", "--override", type=S.key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
     p.set_defaults(func=cmd_bench)
