@@ -135,6 +135,8 @@ class FERMetrics(Metric):
         return self._predictions
 
     def _collect(self) -> dict[str, torch.Tensor]:
+        """(index, label, pred[, probs]) over all ranks, each sample once (DistributedSampler
+        padding dropped), sorted by index, on the CPU."""
         if isinstance(self.index, list) and not self.index:
             empty = torch.empty(0, dtype=torch.long)
             return {"index": empty, "label": empty, "pred": empty,
@@ -147,16 +149,7 @@ class FERMetrics(Metric):
             out["probs"] = rest[2].cpu()
         return out
 
-    def gathered(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(index, preds, target) over all ranks, each sample once, sorted by index."""
-        if isinstance(self.index, list) and not self.index:
-            empty = torch.empty(0, dtype=torch.long, device=self.device)
-            return empty, empty, empty
-        index, preds, target = (dim_zero_cat(s) for s in (self.index, self.preds, self.target))
-        return dedup_by_index(index, preds, target)
-
     def compute(self) -> FERScores:  # type: ignore[override]
-        self._predictions = self._collect()  # the states are gathered over the ranks here
-        _, preds, target = self.gathered()
-        confusion = multiclass_confusion_matrix(preds, target, num_classes=self.num_classes)
-        return scores_from_confusion(confusion.cpu(), self.classes)
+        self._predictions = p = self._collect()  # the states are gathered over the ranks here
+        confusion = multiclass_confusion_matrix(p["pred"], p["label"], num_classes=self.num_classes)
+        return scores_from_confusion(confusion, self.classes)

@@ -303,22 +303,35 @@ def protocol_of(cfg: TrainConfig) -> dict[str, Any]:
 
 
 # -- method hyper-parameters and dataset arguments -------------------------------------------------
-def constructor_params(cls: type) -> dict[str, Any]:
-    """Keyword parameters of ``cls`` and its bases' ``__init__`` (name -> resolved annotation)."""
-    params: dict[str, Any] = {}
+def _keyword_parameters(cls: type):
+    """``(__init__, parameter)`` for each keyword parameter of ``cls`` and its bases, bases first
+    (so that a subclass's parameter of the same name comes later and wins)."""
     for klass in reversed(cls.__mro__):
         init = klass.__dict__.get("__init__")
         if init is None or klass is object:
             continue
-        try:
-            hints = typing.get_type_hints(init)
-        except Exception:  # an annotation that cannot be resolved: accept any value
-            hints = {}
         for p in inspect.signature(init).parameters.values():
-            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                continue
-            params[p.name] = hints.get(p.name, Any)
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                yield init, p
+
+
+def constructor_params(cls: type) -> dict[str, Any]:
+    """Keyword parameters of ``cls`` and its bases' ``__init__`` (name -> resolved annotation)."""
+    params: dict[str, Any] = {}
+    hints: dict[Any, dict[str, Any]] = {}
+    for init, p in _keyword_parameters(cls):
+        if init not in hints:
+            try:
+                hints[init] = typing.get_type_hints(init)
+            except Exception:  # an annotation that cannot be resolved: accept any value
+                hints[init] = {}
+        params[p.name] = hints[init].get(p.name, Any)
     return params
+
+
+def constructor_defaults(cls: type) -> dict[str, Any]:
+    """Keyword parameters of ``cls`` and its bases' ``__init__`` (name -> default)."""
+    return {p.name: p.default for _, p in _keyword_parameters(cls)}
 
 
 def _matches(hint: Any, value: Any) -> bool:

@@ -100,14 +100,13 @@ def actual_recipe(cfg: TrainConfig) -> dict[str, Any]:
     }
     # what the DataModule applies: the method's recipe unless a data argument overrides it; a
     # dataset that has no such argument (synthetic clips come with their frames) says so
-    from fer_bench.settings import constructor_params
+    from fer_bench.settings import constructor_defaults
 
-    accepted = constructor_params(data_cls)
-    applied = {**recipe_data_args(cfg), **da}
+    accepted = constructor_defaults(data_cls)
+    applied = {**accepted, **recipe_data_args(cfg), **da}
     for name in RECIPE_DATA_ARGS:
         if recipe is not None and name in recipe.fields:
-            actual[name] = applied[name] if name in applied else "n/a" if name not in accepted else \
-                accepted_default(data_cls, name)
+            actual[name] = applied.get(name, "n/a")
     if data_cls.info.modality == "dynamic":
         actual["frames"] = da.get("frames", 16)
     return {k: v for k, v in actual.items() if v is not None or k == "loss_weights"}
@@ -129,16 +128,6 @@ def recipe_data_args(cfg: TrainConfig) -> dict[str, Any]:
     recipe = recipe.for_dataset(cfg.dataset)
     accepted = constructor_params(DATASETS.get(cfg.dataset))
     return {k: recipe.value(k) for k in RECIPE_DATA_ARGS if k in recipe.fields and k in accepted}
-
-
-def accepted_default(cls: type, name: str) -> Any:
-    import inspect
-
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is not None and name in inspect.signature(init).parameters:
-            return inspect.signature(init).parameters[name].default
-    return None
 
 
 def batch_size_of(cfg: TrainConfig) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from fer_bench.errors import UserError
@@ -83,7 +84,15 @@ def weights_dir() -> Path | None:
     return Path(v) if v else None
 
 
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_of(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read once per (path, size, mtime): a run checks its weights when the
+    config is validated, when the model is built and when its row is written."""
+    st = os.stat(path)
+    return _sha256(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
