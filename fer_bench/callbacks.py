@@ -1,16 +1,31 @@
-"""Training callbacks of a run: unreadable files skipped, counted and reported.
+"""Training callbacks of a run: unreadable files counted, checkpoints that resume exactly, stops on request.
 
-Bad data never kills a long run.
+Bad data never kills a long run, and a stopped run loses at most one epoch.
 
 :class:`SkippedFiles` is a Lightning callback that reads the ``skipped`` list each batch
 carries (see :func:`fer_bench.data.base.collate_skipping`), gathers it over DDP ranks and
 stops the run with an error listing the first offenders once a split has more than
 ``max_fraction`` (1 %) of its samples unreadable.
+
+:class:`SelectionCheckpoint` is Lightning's ``ModelCheckpoint`` (the best epoch on
+validation, and ``last.ckpt`` after every validation: weights, optimiser, scheduler, loop
+state and this selection state) writing each file atomically; :class:`RandomState` puts the
+process's random generators in those checkpoints, so a run resumed from ``last.ckpt`` goes on
+exactly as the uninterrupted run would (with ``num_workers`` 0; worker processes draw their
+own streams).  :class:`StopOnRequest` ends a run at the next batch when asked (a pre-emption
+signal, see :mod:`fer_bench.bench.worker`) by raising :class:`Preempted`.
 """
 from __future__ import annotations
 
+import os
+import random
+from collections.abc import Callable
+
 import lightning as L
+import numpy as np
+import torch
 import torch.distributed as dist
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from fer_bench.errors import UserError
 
@@ -65,3 +80,65 @@ class SkippedFiles(L.Callback):
             dist.all_gather_object(parts, sorted(mine))
             mine = set().union(*map(set, parts))
         return sorted(mine)
+
+
+class Preempted(Exception):
+    """A run stopped on request (SIGTERM / SIGUSR1): its ``last.ckpt`` resumes it."""
+
+
+class StopOnRequest(L.Callback):
+    """Raise :class:`Preempted` at the first batch boundary after ``requested()`` names a reason.
+
+    Under DDP the ranks agree first (one boolean all-reduce per batch), so that every rank
+    stops at the same batch."""
+
+    def __init__(self, requested: Callable[[], str | None]) -> None:
+        self.requested = requested
+
+    def _check(self, trainer) -> None:
+        reason = self.requested()
+        stop = reason is not None
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            raise Preempted(reason or "stop requested on another rank")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._check(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._check(trainer)
+
+
+class RandomState(L.Callback):
+    """The torch (CPU and CUDA), NumPy and Python generators, saved in and restored from checkpoints."""
+
+    def state_dict(self) -> dict:
+        np_state = np.random.get_state()
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *map(float, np_state[2:])],
+            "python": random.getstate(),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        name, keys, pos, has_gauss, cached = state_dict["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state_dict["python"]))
+
+
+class SelectionCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose files are written whole or not at all (a temporary file, then a rename),
+    so that a kill while saving never leaves a truncated ``last.ckpt`` to resume from."""
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        partial = f"{filepath}.partial"
+        super()._save_checkpoint(trainer, partial)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        trainer.strategy.barrier("selection_checkpoint")
+        self._last_checkpoint_saved = filepath

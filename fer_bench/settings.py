@@ -117,6 +117,8 @@ class TrainConfig:
                               help="output folder (default runs/<method>/<dataset>/seed<S>)")
     progress: bool = setting(True, kind="launch", type=bool, flag="--no-progress", help="no progress bar")
     wandb_group: str | None = setting(None, kind="internal", type=str, help="wandb group (set by the runner)")
+    resume_from: str | None = setting(None, kind="internal", type=str,
+                                      help="a run's last.ckpt to go on from (set by the runner for a job's next attempt)")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -6,7 +6,10 @@ Lightning ``ddp`` strategy re-launches the current command per rank (or joins th
 started by ``torchrun``/SLURM), and only rank 0 writes the outputs.
 
 Outputs in ``out``: ``metrics.json``, ``config.yaml``, ``confusion.png``, the best
-checkpoint under ``checkpoints/``, and CSV logs (``metrics.csv``).
+checkpoint and ``last.ckpt`` under ``checkpoints/``, and CSV logs (``logs/metrics.csv``).
+``last.ckpt`` is rewritten after every validation (weights, optimiser, scheduler, epoch,
+the best-so-far selection, the random generators and the training order): a run given it
+as ``resume_from`` starts at the next epoch and ends as the uninterrupted run would.
 """
 from __future__ import annotations
 
@@ -182,10 +185,9 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     ``callbacks``: extra Lightning callbacks (e.g. the timers of ``benchmarks/perf.py``)."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from fer_bench.callbacks import SkippedFiles
+    from fer_bench.callbacks import RandomState, SelectionCheckpoint, SkippedFiles
 
     out = cfg.out_dir()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -194,20 +196,31 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     cost = complexity(model)  # parameters and MACs of one forward at the run's input size (eval mode)
     max_epochs = int(model.hparams.max_epochs)
-    ckpt = ModelCheckpoint(
+    ckpt = SelectionCheckpoint(
         dirpath=str(out / "checkpoints"), filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
         monitor=f"val/{cfg.monitor}", mode="max", save_top_k=1, save_last=False,
     )
-    loggers: list = [CSVLogger(save_dir=str(out), name="", version="logs")]
+    # every epoch, after the selection above (Lightning keeps checkpoint callbacks in this order): what a
+    # later attempt resumes from (ModelCheckpoint's own save_last only writes when the best improves)
+    last = SelectionCheckpoint(dirpath=str(out / "checkpoints"), filename="last", monitor=None, save_top_k=1,
+                               enable_version_counter=False)
+    # a resumed attempt logs beside the earlier ones (Lightning's CSV logger would replace them)
+    attempt = len(list(out.glob("logs*"))) if cfg.resume_from else 0
+    loggers: list = [CSVLogger(save_dir=str(out), name="", version="logs" if not attempt else f"logs-{attempt + 1}")]
     if cfg.logger == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
         loggers.append(WandbLogger(project="fer_bench", name=f"{cfg.method}/{cfg.dataset}/{out.name}",
                                    group=cfg.wandb_group, save_dir=str(out), offline=not wandb_configured()))
     skipped = SkippedFiles(cfg.max_unreadable)
-    trainer = _trainer(cfg, out, [ckpt, skipped, *(callbacks or [])], loggers, max_epochs)
+    start = {"epoch": 0}  # the epoch this attempt starts at (> 0 when resumed)
+    from lightning.pytorch.callbacks import LambdaCallback
+
+    started = LambdaCallback(on_train_start=lambda trainer, _: start.update(epoch=trainer.current_epoch))
+    trainer = _trainer(cfg, out, [ckpt, last, skipped, RandomState(), started, *(callbacks or [])], loggers, max_epochs)
     t0 = time.time()
-    trainer.fit(model, datamodule=dm)
+    # our own checkpoint (optimiser state, NumPy generator): not a weights-only load
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume_from, weights_only=False if cfg.resume_from else None)
     train_seconds = time.time() - t0
     best = ckpt.best_model_path
     t1 = time.time()
@@ -238,6 +251,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "params": cost["params"],
         "macs": cost["macs"],
         "train_seconds": train_seconds,
+        "resumed_at_epoch": start["epoch"],
         "devices": cfg.devices,
         "num_nodes": cfg.num_nodes,
         "world_size": trainer.world_size,
@@ -246,7 +260,8 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "deviations": run_deviations(cfg),
         "accelerator": accelerator_name(trainer),
         # what it cost (the loop's wall time: data loading and validation included)
-        "train_samples_per_s": sizes["train"] * trainer.current_epoch / train_seconds if train_seconds > 0 else None,
+        "train_samples_per_s": (sizes["train"] * (trainer.current_epoch - start["epoch"]) / train_seconds
+                                if train_seconds > 0 else None),
         "test_samples_per_s": sizes["test"] / test_seconds if test_seconds > 0 else None,
         "peak_memory_mb": evaluation.peak_memory_mb(trainer.strategy.root_device.type),
         "predictions": str(out / evaluation.PREDICTIONS_FILE),

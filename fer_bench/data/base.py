@@ -320,9 +320,24 @@ class FERDataModule(L.LightningDataModule):
             shuffle=shuffle,
             drop_last=False,
             collate_fn=collate_skipping,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            generator=self.train_generator() if shuffle else None,
             **self.loader_kwargs(),
         )
+
+    def train_generator(self) -> torch.Generator:
+        """The generator of the training order, seeded once from ``seed``: every epoch draws its
+        permutation from it, and its state travels in the run's checkpoints
+        (:meth:`state_dict`), so a resumed run shuffles its next epoch as an uninterrupted one would."""
+        if getattr(self, "_train_generator", None) is None:
+            self._train_generator = torch.Generator().manual_seed(self.seed)
+        return self._train_generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_generator": self.train_generator().get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "train_generator" in state_dict:
+            self.train_generator().set_state(state_dict["train_generator"])
 
     def loader_kwargs(self) -> dict[str, Any]:
         """Worker / pinning / prefetch settings shared by every loader of this DataModule."""
