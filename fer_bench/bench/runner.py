@@ -1,16 +1,20 @@
 """The benchmark runner: every cell × fold × seed of a suite, one honest protocol.
 
 Each job goes through :func:`fer_bench.train.run` (Lightning Trainer; checkpoint chosen on
-validation; the test split evaluated once at the end).  With ``devices × nodes > 1`` the jobs
-run under DDP: Lightning re-launches this very command once per extra local rank, every
-rank walks the same job list, and only global rank 0 writes.  Under ``torchrun`` or SLURM
-the ranks are started by the launcher instead (Lightning detects both); give every rank the
-same ``--run-dir``.
-
-A run folder (``runs/bench/<suite>/<run id>``) holds ``rows.jsonl``: one line per finished
-job, appended and fsynced as soon as the job ends, so that ``--resume RUN_DIR`` runs only
-the jobs not yet there.  When every job is done the rows are published as the next
+validation; the test split evaluated once at the end).  :func:`run_suite` plans a run folder
+(:mod:`fer_bench.bench.runfolder`: the jobs not yet done, their data roots and launch
+settings) and has it worked through by :func:`fer_bench.bench.worker.work`: in this process,
+in ``parallel`` worker processes (:mod:`fer_bench.bench.parallel`), or in the tasks of a SLURM
+array job (:mod:`fer_bench.bench.slurm`).  Whoever runs a job, it runs once and its row is
+written once; the worker that writes the last row publishes the rows as the next
 ``leaderboards/<suite>/vNNN.csv`` (see :mod:`fer_bench.bench.leaderboard`).
+
+With ``devices × nodes > 1`` a job runs under DDP: Lightning re-launches the command once per
+extra local rank (or ``torchrun`` / SLURM start the ranks); the other ranks follow the jobs
+their rank 0 takes, and only rank 0 writes.  Give every rank the same ``--run-dir``.
+
+``--resume RUN_DIR`` (or a second machine on the same folder) runs only the jobs without a
+row; a job whose earlier attempt was pre-empted or killed goes on from its ``last.ckpt``.
 """
 from __future__ import annotations
 
@@ -19,9 +23,7 @@ import fnmatch
 import json
 import math
 import os
-import re
 import subprocess
-import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 
 import fer_bench
 from fer_bench.bench import leaderboard as lb
+from fer_bench.bench.runfolder import RunFolder, global_rank, now
 from fer_bench.bench.suite import Job, Suite
 from fer_bench.files import atomic_write_text
 from fer_bench.settings import TrainConfig
@@ -46,45 +49,6 @@ def git_state() -> tuple[str, bool | None]:
         return commit, (bool(status) if commit else None)
     except (OSError, subprocess.SubprocessError):
         return "", None
-
-
-def global_rank() -> int:
-    for var in ("RANK", "SLURM_PROCID"):
-        if var in os.environ:
-            return int(os.environ[var])
-    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    return local if node == 0 else node * 1000 + local  # only "is it zero" matters here
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "rows.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: that job is re-run
-                continue
-    return rows
-
-
-def append_row(run_dir: Path, row: dict[str, Any]) -> None:
-    with open(run_dir / "rows.jsonl", "a") as f:
-        f.write(json.dumps(row, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def job_dir(run_dir: Path, job: Job) -> Path:
-    return run_dir / "jobs" / re.sub(r"[^A-Za-z0-9_.=-]+", "_", job.key)
 
 
 def pretrained_tag(weights: str | None) -> str:
@@ -142,7 +106,7 @@ def cross_key(job: Job, dataset: str) -> str:
     return f"{job.key}/cross:{dataset}"
 
 
-def cross_rows(job: Job, row: dict[str, Any], res: dict[str, Any], rdir: Path, data_root: str | None, echo):
+def cross_rows(job: Job, row: dict[str, Any], res: dict[str, Any], rf: RunFolder, data_root: str | None, echo):
     """The rows of a finished job's cross-dataset evaluations (suite key ``cross_eval``): its
     selected checkpoint on each listed dataset's test split, through the shared classes
     (:mod:`fer_bench.transfer`).  A row has ``kind`` ``cross`` and ``eval_dataset``."""
@@ -160,7 +124,7 @@ def cross_rows(job: Job, row: dict[str, Any], res: dict[str, Any], rdir: Path, d
         out = {k: v for k, v in row.items() if not k.startswith("recall_")}  # the recalls are the eval set's
         out.update(kind="cross", eval_dataset=dataset, job=cross_key(job, dataset), started_at=now())
         try:
-            r = evaluate(res["checkpoint"], dataset, root, method=job.method, out=job_dir(rdir, job) / "cross" / dataset,
+            r = evaluate(res["checkpoint"], dataset, root, method=job.method, out=rf.job_dir(job.key) / "cross" / dataset,
                          seed=job.seed)
             out.update(status="ok", error="", war=r["war"], uar=r["uar"], n_test=r["n_test"], classes=len(r["classes"]),
                        excluded_classes=", ".join(r["excluded_dataset_classes"] + [f"{c} (model)" for c in
@@ -216,7 +180,7 @@ ROW_FROM_RESULT = ("macs", "war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_hi
                    "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions")
 
 
-def run_suite(
+def plan_run(
     suite: Suite,
     *,
     data_root: str | None = None,
@@ -232,19 +196,10 @@ def run_suite(
     speed: dict[str, Any] | None = None,
     paper_init: str = "if-available",
     echo=print,
-) -> Path | None:
-    """Run every unfinished job of ``suite``; publish a leaderboard version when all are done.
-
-    ``speed``: speed settings (``num_workers``, ``cache_images``, ...) for every job, over
-    the cells' own; they never change a job's config hash.  ``paper_init``: a job whose method's
-    recipe starts from pre-trained weights (and whose cell names none) uses them when the file is
-    under ``$FER_WEIGHTS``; when it is not, ``if-available`` runs it from scratch (the row lists
-    the deviation) and ``required`` skips it with one line; ``never`` always runs from scratch.  Returns the new ``vNNN.csv``
-    (``None`` on ranks other than 0).
-    """
+) -> RunFolder:
+    """The run folder of a suite, with the plan of its jobs written (on rank 0): the suite's jobs
+    after ``only`` and ``paper_init``, less those whose dataset is not under ``data_root``."""
     from fer_bench.data import DATASETS
-    from fer_bench.methods import METHODS
-    from fer_bench.train import run
 
     data_root = data_root or os.environ.get("FER_DATA")
     rank0 = global_rank() == 0
@@ -260,97 +215,199 @@ def run_suite(
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         rdir = Path("runs") / "bench" / suite.name / stamp
     os.environ[RUN_DIR_ENV] = str(rdir)  # inherited by the ranks Lightning launches
-    if rank0:
-        rdir.mkdir(parents=True, exist_ok=True)
-        if not (rdir / "suite.json").exists():
-            atomic_write_text(rdir / "suite.json", json.dumps(
-                {"suite": suite.name, "path": str(suite.path), "started_at": now()}, indent=2))
-
+    rf = RunFolder(rdir)
+    if not rank0:
+        return rf
+    rdir.mkdir(parents=True, exist_ok=True)
+    if not (rdir / "suite.json").exists():
+        atomic_write_text(rdir / "suite.json", json.dumps(
+            {"suite": suite.name, "path": str(suite.path), "started_at": now()}, indent=2))
     jobs = [j for j in suite.jobs if not only or any(
         fnmatch.fnmatchcase(j.cell, pat) or pat == f"{j.row_method}/{j.dataset}" for pat in only)]
-    jobs = with_paper_init(jobs, paper_init, echo if rank0 else (lambda *_: None))
-    done = {r["job"] for r in read_rows(rdir)}
-    todo = [j for j in jobs if j.key not in done]
+    jobs = with_paper_init(jobs, paper_init, echo)
     missing: set[str] = set()
-    runnable: list[tuple[Job, str | None]] = []
-    for j in todo:
-        cls = DATASETS.get(j.dataset)
+    entries: list[tuple[Job, str | None]] = []
+    for j in jobs:
         root = None
-        if cls.requires_root:
-            root = str(Path(data_root) / j.dataset) if data_root else None
+        if DATASETS.get(j.dataset).requires_root:
+            root = str((Path(data_root) / j.dataset).resolve()) if data_root else None
             if root is None or not Path(root).exists():
-                if j.dataset not in missing and rank0:
+                if j.dataset not in missing:
                     where = root or "(no --data-root / FER_DATA given)"
                     echo(f"skip: dataset {j.dataset} not found at {where}; its cells are not run")
                 missing.add(j.dataset)
                 continue
-        runnable.append((j, root))
-    if rank0:
-        echo(f"suite {suite.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
-             f"{len(runnable)} to run, run folder {rdir}")
+        entries.append((j, root))
     commit, dirty = git_state()
-    t_suite = time.time()
-    for k, (job, root) in enumerate(runnable, 1):
-        method_cls = METHODS.get(job.method)
-        cfg = replace(job.config(root=root, devices=devices, accelerator=accelerator, num_nodes=num_nodes,
-                                 logger=logger, out=str(job_dir(rdir, job)), progress=progress,
-                                 wandb_group=f"{suite.name}-{rdir.name}"), **(speed or {}))
-        row = base_row(suite.name, job, cfg, method_cls)
-        row.update(git_commit=commit, git_dirty=dirty, devices=devices, nodes=num_nodes, started_at=now())
+    launch = {"suite": suite.name, "devices": devices, "accelerator": accelerator, "num_nodes": num_nodes, "logger": logger,
+              "progress": progress, "speed": dict(speed or {}), "leaderboards": str(Path(leaderboards).resolve()),
+              "data_root": str(Path(data_root).resolve()) if data_root else None, "git_commit": commit,
+              "git_dirty": dirty, "wandb_group": f"{suite.name}-{rdir.name}"}
+    rf.write_plan(suite.name, entries, launch)
+    done = sum(rf.has_row(j.key) for j, _ in entries)
+    if done < len(entries):
+        rf.reset_publication()  # this plan has jobs to run: its version is published when they are done
+    echo(f"suite {suite.name}: {len(jobs)} jobs, {done} already done, {len(entries) - done} to run, run folder {rdir}")
+    return rf
+
+
+def execute_job(rf: RunFolder, launch: dict[str, Any], job: Job, root: str | None, *, attempt: int = 1,
+                resume_from: str | None = None, stop_requested=lambda: None, rank0: bool = True,
+                echo=print) -> list[dict[str, Any]]:
+    """Run one job; its rows (cross-dataset ones first, the job's own last) on rank 0, ``[]`` on the others.
+
+    A failing job gives a ``failed`` row; a stop request (``stop_requested()`` names a reason)
+    raises :class:`fer_bench.callbacks.Preempted` instead, leaving ``last.ckpt`` to resume from."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from fer_bench.callbacks import Preempted, StopOnRequest
+    from fer_bench.methods import METHODS
+    from fer_bench.train import run
+
+    method_cls = METHODS.get(job.method)
+    cfg = replace(job.config(root=root, devices=launch["devices"], accelerator=launch["accelerator"],
+                             num_nodes=launch["num_nodes"], logger=launch["logger"], out=str(rf.job_dir(job.key)),
+                             progress=launch["progress"], wandb_group=launch["wandb_group"], resume_from=resume_from),
+                  **launch["speed"])
+    row = base_row(launch["suite"], job, cfg, method_cls)
+    row.update(git_commit=launch["git_commit"], git_dirty=launch["git_dirty"], devices=launch["devices"],
+               nodes=launch["num_nodes"], attempts=attempt, started_at=now())
+    try:
+        res = run(cfg, callbacks=[StopOnRequest(stop_requested)])
+        if not (math.isfinite(res["war"]) and math.isfinite(res["uar"])):
+            raise FloatingPointError("non-finite test metrics")
+        proto = res.get("protocol", {})
+        row.update(label_mode=proto.get("label_mode", row["label_mode"]), sampler=proto.get("sampler", row["sampler"]))
+        row.update(paper_protocol=paper_protocol(method_cls, job.dataset, len(res["classes"])))
+        row.update(status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
+                   best_epoch=res["best_epoch"], resumed_at_epoch=res["resumed_at_epoch"],
+                   n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],
+                   skipped_files=len(res["skipped_files"]), params=res["params"],
+                   train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],
+                   precision=res["precision"], tta=res["tta"])
+        row.update({name: res.get(name) for name in ROW_FROM_RESULT})
+        row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
+    except (Preempted, SIGTERMException) as e:
+        raise Preempted(str(e) or "SIGTERM") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # one failing cell never stops the suite
+        if stop_requested() is not None:  # torn down by the stop (e.g. a DDP peer gone): resumable, not failed
+            raise Preempted(stop_requested()) from e
+        err = f"{type(e).__name__}: {e}".strip()
+        row.update(status="failed", error=err[:500], war=None, uar=None)
         if rank0:
-            echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed} ...")
-        t0 = time.time()
-        try:
-            res = run(cfg)
-            if not (math.isfinite(res["war"]) and math.isfinite(res["uar"])):
-                raise FloatingPointError("non-finite test metrics")
-            proto = res.get("protocol", {})
-            row.update(label_mode=proto.get("label_mode", row["label_mode"]), sampler=proto.get("sampler", row["sampler"]))
-            row.update(paper_protocol=paper_protocol(method_cls, job.dataset, len(res["classes"])))
-            row.update(status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
-                       best_epoch=res["best_epoch"],
-                       n_train=res["n_train"], n_val=res["n_val"], n_test=res["n_test"],
-                       skipped_files=len(res["skipped_files"]), params=res["params"],
-                       train_seconds=round(res["train_seconds"], 2), accelerator=res["accelerator"],
-                       precision=res["precision"], tta=res["tta"])
-            row.update({name: res.get(name) for name in ROW_FROM_RESULT})
-            row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
-            msg = f"WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f}"
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # one failing cell never stops the suite
-            err = f"{type(e).__name__}: {e}".strip()
-            row.update(status="failed", error=err[:500], war=None, uar=None)
-            if rank0:
-                (job_dir(rdir, job)).mkdir(parents=True, exist_ok=True)
-                (job_dir(rdir, job) / "error.txt").write_text(traceback.format_exc())
-            msg = f"FAILED ({err.splitlines()[0][:200]})"
-        row["finished_at"] = now()
-        if rank0:
-            append_row(rdir, row)
-            elapsed = time.time() - t_suite
-            eta = elapsed / k * (len(runnable) - k)
-            echo(f"[{k}/{len(runnable)}] {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} "
-                 f"({time.time() - t0:.0f} s; suite {elapsed:.0f} s, ~{eta:.0f} s left)")
-        if rank0 and row.get("status") == "ok" and job.cross_eval:  # single-process, on rank 0 only
-            for cross in cross_rows(job, row, res, rdir, data_root, echo):
-                append_row(rdir, cross)
+            rf.job_dir(job.key).mkdir(parents=True, exist_ok=True)
+            (rf.job_dir(job.key) / "error.txt").write_text(traceback.format_exc())
+    row["finished_at"] = now()
     if not rank0:
-        return None
-    keys = {j.key for j in jobs} | {cross_key(j, d) for j in jobs for d in j.cross_eval}
-    rows = [r for r in read_rows(rdir) if r["job"] in keys]
+        return []
+    rows = []
+    if row.get("status") == "ok" and job.cross_eval:  # single-process, on rank 0 only
+        rows = list(cross_rows(job, row, res, rf, launch["data_root"], echo))
+    return [*rows, row]
+
+
+def publish(rf: RunFolder, echo=print) -> Path | None:
+    """Publish the run's rows as the next leaderboard version (with papers.csv, README, page)."""
+    plan = rf.read_plan()
+    suite, leaderboards = plan["suite"], Path(plan["launch"]["leaderboards"])
+    keys = {j.key for j, _ in plan["entries"]} | {cross_key(j, d) for j, _ in plan["entries"] for d in j.cross_eval}
+    rows = [r for r in rf.read_rows() if r["job"] in keys]
     if not rows:
         echo("no job finished: no leaderboard version written")
         return None
-    folder = Path(leaderboards) / suite.name
+    folder = leaderboards / suite
     path = lb.write_version(folder, rows)
-    lb.write_papers_csv(Path(leaderboards))  # first: the README reads the paper numbers from it
-    lb.write_readme(folder, suite.name)
+    lb.write_papers_csv(leaderboards)  # first: the README reads the paper numbers from it
+    lb.write_readme(folder, suite)
     if not lb.transfer_matrix(lb.read_version(folder)).empty:
         lb.plot_transfer(folder, folder / "transfer.png")
     from fer_bench.bench.page import write_page
 
-    write_page(folder, suite.name)
-    atomic_write_text(rdir / "leaderboard.txt", str(path) + "\n")
+    write_page(folder, suite)
     echo(f"wrote {path} ({len(rows)} rows), {folder / 'README.md'} and {folder / 'index.html'}")
     return path
+
+
+def unfinished(rf: RunFolder) -> list[str]:
+    """The planned jobs without a row."""
+    return [j.key for j, _ in rf.read_plan()["entries"] if not rf.has_row(j.key)]
+
+
+def publish_if_complete(rf: RunFolder, echo=print) -> Path | None:
+    """Publish once, by whoever sees the last row first: ``leaderboard.txt`` records the version."""
+    if unfinished(rf) or not rf.take_publication():
+        return None
+    path = publish(rf, echo)
+    atomic_write_text(rf.path / "leaderboard.txt", (str(path) if path else "") + "\n")
+    return path
+
+
+def collect(run_dir: str | Path, echo=print) -> Path | None:
+    """``fer-bench bench --collect RUN_DIR``: publish the run's rows by hand (once complete, only once)."""
+    rf = RunFolder(run_dir)
+    rf.read_plan()  # a clear error for a folder that is no run
+    if rf.published() is not None:
+        echo(f"{rf.path}: already published as {rf.published() or '(no rows)'}")
+        return Path(rf.published()) if rf.published() else None
+    left = unfinished(rf)
+    if not left:
+        rf.take_publication()  # a publisher that died half-way leaves the lock: take over
+        path = publish(rf, echo)
+        atomic_write_text(rf.path / "leaderboard.txt", (str(path) if path else "") + "\n")
+        return path
+    echo(f"{len(left)} of {len(rf.read_plan()['entries'])} jobs have no row yet (first: {left[0]}); "
+         "publishing the rows there are as a partial version")
+    return publish(rf, echo)
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    parallel: int = 1,
+    launcher: str = "none",
+    slurm: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    echo=print,
+    **plan: Any,
+) -> Path | None:
+    """Run every unfinished job of ``suite``; publish a leaderboard version when all are done.
+
+    ``plan``: the arguments of :func:`plan_run` (data root, launch settings, ``only``, ``resume``,
+    ``run_dir``, ``leaderboards``, ``speed``, ``paper_init``).  ``speed``: speed settings
+    (``num_workers``, ``cache_images``, ...) for every job, over the cells' own; they never change
+    a job's config hash.  ``paper_init``: a job whose method's recipe starts from pre-trained
+    weights (and whose cell names none) uses them when the file is under ``$FER_WEIGHTS``; when it
+    is not, ``if-available`` runs it from scratch (the row lists the deviation) and ``required``
+    skips it with one line; ``never`` always runs from scratch.
+
+    ``parallel``: that many worker processes on this machine, each on its own share of the GPUs
+    or cores.  ``launcher`` ``slurm`` / ``submitit-local``: submit the unfinished jobs as one array
+    job through submitit (``slurm``: its settings, see :mod:`fer_bench.bench.slurm`; ``dry_run``:
+    write and print the script only).  Returns the new ``vNNN.csv`` when this call published one.
+    """
+    from fer_bench.bench import worker
+
+    rf = plan_run(suite, echo=echo, **plan)
+    if global_rank() != 0:
+        worker.work(rf.path, echo=lambda *_: None)
+        return None
+    if launcher in ("slurm", "submitit-local"):
+        from fer_bench.bench.slurm import submit
+
+        submit(rf, slurm or {}, local=launcher == "submitit-local", dry_run=dry_run, echo=echo)
+    elif parallel > 1:
+        from fer_bench.bench.parallel import run_workers
+
+        code = run_workers(rf, parallel, echo=echo)
+        if code:
+            raise SystemExit(code)
+    else:
+        code = worker.work(rf.path, echo=echo)
+        if code:
+            raise SystemExit(code)
+    published = rf.published()
+    if published is None and not unfinished(rf) and launcher == "none":
+        published = str(publish_if_complete(rf, echo) or "")  # nothing was left to run: publish now
+    return Path(published) if published else None

@@ -16,6 +16,10 @@ A suite file::
         label: fully                          # optional: names a variant (a row "method[label]")
         input_size: 48
         num_workers: 2                        # speed settings: outside the config hash
+    launcher:                       # optional: SLURM resources of `--launcher slurm` (flags win)
+      partition: gpu
+      time_min: 240
+      gpus_per_job: 1
 
 A cell's keys are the settings of :class:`fer_bench.settings.TrainConfig` of the kinds
 ``protocol``, ``run`` and ``speed`` (``fer_bench.settings.SUITE_KEYS``), plus ``label``,
@@ -124,6 +128,7 @@ class Suite:
     name: str
     path: Path
     jobs: list[Job]
+    launcher: dict[str, Any] = field(default_factory=dict)  # SLURM resources (`launcher:`, see bench/slurm.py)
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -142,6 +147,12 @@ def load_suite(path: str | Path) -> Suite:
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
 
+    unknown = sorted(set(doc) - {"suite", "defaults", "cells", "launcher"})
+    if unknown:
+        raise DataFormatError(path, "only the top-level keys suite, defaults, cells, launcher", found=", ".join(unknown))
+    from fer_bench.bench.slurm import check_settings
+
+    launcher = check_settings(doc.get("launcher") or {}, path)
     name = doc.get("suite") or path.stem
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -199,4 +210,4 @@ def load_suite(path: str | Path) -> Suite:
                 raise
             raise UserError(str(e)) from None
         jobs.extend(cell_jobs)
-    return Suite(name=name, path=path, jobs=jobs)
+    return Suite(name=name, path=path, jobs=jobs, launcher=launcher)

@@ -44,6 +44,18 @@ def show_summary(folder: Path, version: str | None = None) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.status or args.collect:
+        if args.suite:
+            raise UserError("--status / --collect RUN_DIR take no suite file")
+        return show_status(Path(args.status)) if args.status else collect_run(Path(args.collect))
+    if not args.suite:
+        raise UserError("fer-bench bench: give a suite file (e.g. benchmarks/static.yaml), or --status / --collect RUN_DIR")
+    if args.dry_run and args.launcher != "slurm":
+        raise UserError("--dry-run writes the SLURM script: give it with --launcher slurm")
+    if args.parallel > 1 and args.launcher != "none":
+        raise UserError(f"--parallel {args.parallel}: with --launcher {args.launcher} the array parallelism is "
+                        "--array-parallelism")
+    from fer_bench.bench import slurm
     from fer_bench.bench.runner import run_suite
     from fer_bench.bench.suite import apply_overrides, load_suite
 
@@ -56,10 +68,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
         suite.jobs = [j for j in suite.jobs if j.seed in args.seeds]
         if not suite.jobs:
             raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: {args.suite} has seeds {known}")
+    launch = slurm.settings(suite.launcher, {k: getattr(args, k) for k in slurm.SETTINGS if k != "setup"})
     path = run_suite(suite, data_root=args.data_root, devices=args.devices, num_nodes=args.num_nodes,
                      accelerator=args.accelerator, only=args.only, resume=args.resume, run_dir=args.run_dir,
                      leaderboards=args.leaderboards, logger=args.logger, progress=args.progress, speed=speed,
-                     paper_init=args.paper_init)
+                     paper_init=args.paper_init, parallel=args.parallel, launcher=args.launcher, slurm=launch,
+                     dry_run=args.dry_run)
+    if path is not None:
+        show_summary(path.parent, path.stem)
+    return 0
+
+
+def show_status(run_dir: Path) -> int:
+    """``fer-bench bench --status RUN_DIR``: each job done / failed / running / pending, with its attempts."""
+    import json
+
+    import pandas as pd
+
+    from fer_bench.bench.runfolder import RunFolder
+
+    rf = RunFolder(run_dir)
+    recs = rf.status()
+    df = pd.DataFrame(recs)[["method", "dataset", "fold", "seed", "state", "attempts", "worker", "detail"]]
+    df["fold"] = df["fold"].map(lambda f: "" if f is None or pd.isna(f) else str(int(f)))
+    _print_frame(df, f"{run_dir}")
+    counts = df.state.value_counts()
+    print(", ".join(f"{state} {int(counts.get(state, 0))}" for state in ("done", "failed", "running", "pending"))
+          + f" (of {len(df)})")
+    submitted = run_dir / "slurm" / "submitted.json"
+    if submitted.exists():
+        info = json.loads(submitted.read_text())
+        print(f"SLURM array job {info['array_job_id']} ({info['tasks']} tasks, submitted {info['submitted_at']}): "
+              f"squeue -j {info['array_job_id']}; logs under {submitted.parent}")
+    if rf.published():
+        print(f"published: {rf.published()}")
+    return 0
+
+
+def collect_run(run_dir: Path) -> int:
+    from fer_bench.bench.runner import collect
+
+    path = collect(run_dir)
     if path is not None:
         show_summary(path.parent, path.stem)
     return 0
@@ -154,9 +203,19 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def add_bench_commands(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite and publish a leaderboard version")
-    p.add_argument("suite", help="suite YAML, e.g. benchmarks/static.yaml")
+    p.add_argument("suite", nargs="?", help="suite YAML, e.g. benchmarks/static.yaml")
     p.add_argument("--data-root", help="folder holding <dataset>/ trees (default $FER_DATA)")
     S.add_setting_args(p, ("launch",), exclude=("root", "out"))
     speed = p.add_argument_group("speed settings for every job (over the suite's; outside the config hash)")
@@ -173,6 +232,22 @@ def add_bench_commands(sub) -> None:
                         "never: always from scratch (what regress uses)")
     p.add_argument("-o", "--override", type=S.key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
+    runs = p.add_argument_group("where the jobs run (see README, Running on a cluster)")
+    runs.add_argument("--parallel", type=_positive, default=1, metavar="N",
+                      help="N jobs at once on this machine, each in its own process on its own GPUs / cores")
+    runs.add_argument("--launcher", default="none", choices=["none", "slurm", "submitit-local"],
+                      help="slurm: submit the unfinished jobs as one SLURM array job through submitit; "
+                           "submitit-local: the same array on this machine (submitit's LocalExecutor)")
+    runs.add_argument("--dry-run", action="store_true", help="with --launcher slurm: write and print the script only")
+    from fer_bench.bench.slurm import SETTINGS
+
+    for key, (kind, default, help_) in SETTINGS.items():
+        if kind is not list:
+            runs.add_argument("--" + key.replace("_", "-"), type=kind, default=None,
+                              help=f"{help_} (SLURM; default: the suite's launcher: section, else {default})")
+    runs.add_argument("--status", metavar="RUN_DIR", help="show each job of a run: done / failed / running / pending")
+    runs.add_argument("--collect", metavar="RUN_DIR",
+                      help="publish a run's leaderboard version by hand (once; a partial one while jobs are left)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("leaderboard", help="show, diff or plot leaderboard versions")
