@@ -58,7 +58,7 @@ def test_bad_suite_cells_exit_2_with_one_line_naming_the_cell(tmp_path, cell, ex
                    check=False, timeout=120)
     line = _one_line_exit_2(proc)
     assert expected in line and "cell 2" in line and str(suite) in line, line
-    assert not (tmp_path / "r" / "rows.jsonl").exists()  # nothing ran
+    assert not (tmp_path / "r" / "rows").exists()  # nothing ran
 
 
 def test_bad_override_is_refused_naming_the_flag():

@@ -127,14 +127,15 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
     g = int(s["gpus_per_job"])
     rf.update_launch(accelerator="gpu" if g else "cpu", devices=max(1, g), num_nodes=1)
     if not keys:
-        echo(f"{rf.path}: every job has a row; nothing to submit")
+        echo(f"{rf.path}: no job left to run; nothing to submit")
         return []
-    folder = rf.path / ("slurm-local" if local else "slurm")
+    run_dir = rf.path.resolve()  # the tasks may start elsewhere
+    folder = run_dir / ("slurm-local" if local else "slurm")
     params = sbatch_parameters(s, f"fer-bench-{plan['suite']}")
     if dry_run:
         from submitit.slurm.slurm import _make_sbatch_string  # the text SlurmExecutor submits, without sbatch
 
-        listing = [f"# fer-bench: task i runs fer_bench.bench.slurm.SlurmTask()({shlex.quote(str(rf.path))}, job i):"]
+        listing = [f"# fer-bench: task i runs fer_bench.bench.slurm.SlurmTask()({shlex.quote(str(run_dir))}, job i):"]
         listing += [f"#   task {i}: {k}" for i, k in enumerate(keys)]
         text = _make_sbatch_string(
             command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}",
@@ -157,7 +158,7 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
         results = []
         for at in range(0, len(keys), width):  # the local executor starts a whole array at once
             chunk = keys[at:at + width]
-            jobs = ex.map_array(task, [str(rf.path)] * len(chunk), chunk)
+            jobs = ex.map_array(task, [str(run_dir)] * len(chunk), chunk)
             echo(f"submitit local: {len(chunk)} task(s) started (logs under {folder})")
             for job, key in zip(jobs, chunk):
                 try:
@@ -170,7 +171,7 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
     except RuntimeError as e:
         raise UserError(f"--launcher slurm: {e} (try --dry-run to see the script)") from None
     ex.update_parameters(mem_gb=float(s["mem_gb"]), **params)
-    jobs = ex.map_array(task, [str(rf.path)] * len(keys), keys)
+    jobs = ex.map_array(task, [str(run_dir)] * len(keys), keys)
     array_id = str(jobs[0].job_id).split("_")[0]
     atomic_write_text(folder / "submitted.json", json.dumps(
         {"array_job_id": array_id, "tasks": len(keys), "submitted_at": now(), "settings": s}, indent=2, default=str))
