@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 LINT_STAMP := $(VENV)/.installed-lint
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: install test lint bench-smoke bench-static bench-dynamic bench-perf regress papers clean
+.PHONY: install test lint bench-smoke bench-static bench-dynamic bench-perf bench-parallel regress papers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-dynamic: $(STAMP)
 # data-pipeline figures (ratios, see benchmarks/RESULTS.md); e.g. PERF_ARGS="--json --methods resnet18"
 bench-perf: $(STAMP)
 	$(BIN)/python benchmarks/perf.py $(PERF_ARGS)
+
+# one small suite sequential and with --parallel 2: wall-time ratios (benchmarks/RESULTS.md)
+bench-parallel: $(STAMP)
+	$(BIN)/python benchmarks/parallel.py $(PARALLEL_ARGS)
 
 regress: $(STAMP)
 	$(BIN)/fer-bench regress --suite benchmarks/smoke.yaml --baseline leaderboards/smoke/baseline.csv

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,7 +72,8 @@ def worker_commands(rf: RunFolder, n: int) -> list[tuple[list[str], dict[str, st
     for i in range(n):
         env = dict(os.environ, OMP_NUM_THREADS=str(len(cores[i])), MKL_NUM_THREADS=str(len(cores[i])),
                    PYTHONUNBUFFERED="1")
-        env.pop("FER_BENCH_WORKER", None)
+        # an id of its own, even inside one SLURM allocation (whose id every worker would otherwise share)
+        env["FER_BENCH_WORKER"] = f"{socket.gethostname()}-{os.getpid()}-w{i}"
         env.pop("FER_BENCH_RUN_DIR", None)
         where = f"cores {cores[i][0]}-{cores[i][-1]}" if len(cores[i]) > 1 else f"core {cores[i][0]}"
         if groups is not None:

@@ -207,7 +207,7 @@ def plan_run(
         rdir = Path(resume)
         if not (rdir / "suite.json").exists():
             raise FileNotFoundError(f"{rdir} is not a fer-bench run folder (no suite.json)")
-    elif os.environ.get(RUN_DIR_ENV):
+    elif os.environ.get(RUN_DIR_ENV) and not rank0:
         rdir = Path(os.environ[RUN_DIR_ENV])  # a DDP rank re-launched by Lightning
     elif run_dir:
         rdir = Path(run_dir)

@@ -92,7 +92,6 @@ def work(run_dir: str | Path, *, max_jobs: int | None = None, prefer: int | None
     index to try first (an array task's own job).  ``run_job``: the function that runs a job
     (:func:`fer_bench.bench.runner.execute_job`, replaced in tests)."""
     from fer_bench.bench import runner
-    from fer_bench.callbacks import Preempted
 
     run_job = run_job or runner.execute_job
     rf = RunFolder(run_dir)
@@ -102,68 +101,80 @@ def work(run_dir: str | Path, *, max_jobs: int | None = None, prefer: int | None
         _STOP = stop
         if global_rank() != 0:
             return _follow(rf, me, run_job, stop)
+        previous = os.environ.get(WORKER_ENV)
         os.environ[WORKER_ENV] = me.id  # the ranks Lightning starts for a DDP job follow this worker
-        plan = rf.read_plan()
-        entries, launch = plan["entries"], plan["launch"]
-        order = list(range(len(entries)))
-        if prefer is not None and 0 <= prefer < len(order):
-            order.remove(prefer)
-            order.insert(0, prefer)
-        todo = sum(not rf.has_row(j.key) for j, _ in entries)
-        ran, t_start = 0, _now()
-        while stop() is None and (max_jobs is None or ran < max_jobs):
-            claim, picked = None, None
-            for i in order:
-                job, root = entries[i]
-                if not rf.has_row(job.key):
-                    claim = rf.claim(job.key, me)
-                    if claim is not None:
-                        picked = (job, root)
-                        break
-            if claim is None:
-                break  # every job is done or held by a live worker
-            job, root = picked
-            ran += 1
-            last = rf.job_dir(job.key) / "checkpoints" / "last.ckpt"
-            resume_from = str(last) if last.exists() else None
-            rf.announce(me, job.key, resume_from)
-            n = f"[{ran}/{todo}]"
-            echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}"
-                 + (f" (attempt {claim.attempt}, resuming from {last.parent.parent.name}/checkpoints/last.ckpt)"
-                    if resume_from else "") + " ...")
-            t0 = _now()
-            try:
-                with Heartbeat(claim, stop):
-                    rows = run_job(rf, launch, job, root, attempt=claim.attempt, resume_from=resume_from,
-                                   stop_requested=stop, echo=echo)
-            except Preempted as e:
-                claim.end("preempted", reason=str(e))
-                echo(f"{n} {job.row_method}/{job.dataset}: stopped ({e}); attempt {claim.attempt} resumes from "
-                     "its last.ckpt")
-                break
-            except BaseException as e:  # interrupted for good (a second signal, Ctrl-C, submitit's exit): resumable
-                claim.end("preempted", reason=f"{type(e).__name__}: {e}")
-                raise
-            if not claim.holds():
-                echo(f"{n} {job.row_method}/{job.dataset}: another worker took this job over; its result is dropped")
-                claim.end("superseded")
-                continue
-            for row in rows:  # cross-dataset rows first: the job's own row marks it done
-                rf.write_row(row)
-            claim.end("done")
-            main = rows[-1]
-            msg = (f"WAR {100 * main['war']:.2f} UAR {100 * main['uar']:.2f}" if main.get("status") == "ok"
-                   else f"FAILED ({str(main.get('error', '')).splitlines()[0][:200] if main.get('error') else ''})")
-            elapsed = _now() - t_start
-            echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} ({_now() - t0:.0f} s; "
-                 f"worker {elapsed:.0f} s, ~{elapsed / ran * max(0, todo - ran):.0f} s left)")
-            for cross in rows[:-1]:
-                if cross.get("status") == "ok":
-                    echo(f"    cross {cross['method']}/{cross['dataset']} -> {cross['eval_dataset']}: "
-                         f"WAR {100 * cross['war']:.2f} UAR {100 * cross['uar']:.2f}")
-            runner.publish_if_complete(rf, echo)
-        rf.announce(me, None)
-        return EXIT_REQUEUE if stop() is not None else 0
+        try:
+            return _lead(rf, me, run_job, stop, max_jobs, prefer, echo)
+        finally:
+            if previous is None:
+                os.environ.pop(WORKER_ENV, None)
+            else:
+                os.environ[WORKER_ENV] = previous
+
+
+def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int | None, prefer: int | None,
+          echo) -> int:
+    """Rank 0 of a worker: claim, run and write jobs until none is left, a limit or a stop."""
+    from fer_bench.bench import runner
+    from fer_bench.callbacks import Preempted
+
+    plan = rf.read_plan()
+    entries, launch = plan["entries"], plan["launch"]
+    order = list(range(len(entries)))
+    if prefer is not None and 0 <= prefer < len(order):
+        order.remove(prefer)
+        order.insert(0, prefer)
+    todo = sum(not rf.has_row(j.key) for j, _ in entries)
+    ran, t_start = 0, _now()
+    while stop() is None and (max_jobs is None or ran < max_jobs):
+        claim, picked = None, None
+        for i in order:
+            job, root = entries[i]
+            if not rf.has_row(job.key):
+                claim = rf.claim(job.key, me)
+                if claim is not None:
+                    picked = (job, root)
+                    break
+        if claim is None:
+            break  # every job is done or held by a live worker
+        job, root = picked
+        ran += 1
+        last = rf.job_dir(job.key) / "checkpoints" / "last.ckpt"
+        resume_from = str(last) if last.exists() else None
+        rf.announce(me, job.key, resume_from)
+        n = f"[{ran}/{todo}]"
+        echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}"
+             + (f" (attempt {claim.attempt}, resuming from {last.parent.parent.name}/checkpoints/last.ckpt)"
+                if resume_from else "") + " ...")
+        t0 = _now()
+        try:
+            with Heartbeat(claim, stop):
+                rows = run_job(rf, launch, job, root, attempt=claim.attempt, resume_from=resume_from,
+                               stop_requested=stop, echo=echo)
+        except Preempted as e:
+            claim.end("preempted", reason=str(e))
+            echo(f"{n} {job.row_method}/{job.dataset}: stopped ({e}); attempt {claim.attempt} resumes from "
+                 "its last.ckpt")
+            break
+        except BaseException as e:  # interrupted for good (a second signal, Ctrl-C, submitit's exit): resumable
+            claim.end("preempted", reason=f"{type(e).__name__}: {e}")
+            raise
+        if not claim.holds():
+            echo(f"{n} {job.row_method}/{job.dataset}: another worker took this job over; its result is dropped")
+            claim.end("superseded")
+            continue
+        for row in rows:  # cross-dataset rows first: the job's own row marks it done
+            rf.write_row(row)
+        claim.end("done")
+        main = rows[-1]
+        msg = (f"WAR {100 * main['war']:.2f} UAR {100 * main['uar']:.2f}" if main.get("status") == "ok"
+               else f"FAILED ({str(main.get('error', '')).splitlines()[0][:200] if main.get('error') else ''})")
+        elapsed = _now() - t_start
+        echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} ({_now() - t0:.0f} s; "
+             f"worker {elapsed:.0f} s, ~{elapsed / ran * max(0, todo - ran):.0f} s left)")
+        runner.publish_if_complete(rf, echo)
+    rf.announce(me, None)
+    return EXIT_REQUEUE if stop() is not None else 0
 
 
 def _follow(rf: RunFolder, me: Worker, run_job, stop: StopRequest) -> int:
