@@ -166,6 +166,7 @@ def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int |
         for row in rows:  # cross-dataset rows first: the job's own row marks it done
             rf.write_row(row)
         claim.end("done")
+        last.unlink(missing_ok=True)  # only ever needed to resume; the selected checkpoint stays
         main = rows[-1]
         msg = (f"WAR {100 * main['war']:.2f} UAR {100 * main['uar']:.2f}" if main.get("status") == "ok"
                else f"FAILED ({str(main.get('error', '')).splitlines()[0][:200] if main.get('error') else ''})")
