@@ -303,3 +303,18 @@ def test_a_claim_is_taken_over_only_when_its_attempt_ended_or_its_worker_is_gone
     held_by(4, state="preempted")
     assert rf.claim(key, me) is None  # a row ends the job
     assert next(r for r in rf.status() if r["job"] == key)["state"] == "done"
+
+
+def test_a_first_stop_signal_asks_for_a_stop_and_a_second_interrupts_at_once():
+    from fer_bench.bench.worker import StopRequest
+
+    before = signal.getsignal(signal.SIGUSR1)
+    with StopRequest() as stop:
+        assert stop() is None
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)
+        assert stop() == "SIGUSR1"  # the job ends at its next batch
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM again"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.5)
+    assert signal.getsignal(signal.SIGUSR1) is before  # handlers restored
