@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from fer_bench.bench.runfolder import HEARTBEAT_S, WORKER_ENV, Claim, RunFolder, Worker, global_rank
@@ -125,7 +126,7 @@ def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int |
         order.remove(prefer)
         order.insert(0, prefer)
     todo = sum(not rf.has_row(j.key) for j, _ in entries)
-    ran, t_start = 0, _now()
+    ran, t_start = 0, time.time()
     while stop() is None and (max_jobs is None or ran < max_jobs):
         claim, picked = None, None
         for i in order:
@@ -146,7 +147,7 @@ def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int |
         echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}"
              + (f" (attempt {claim.attempt}, resuming from {last.parent.parent.name}/checkpoints/last.ckpt)"
                 if resume_from else "") + " ...")
-        t0 = _now()
+        t0 = time.time()
         try:
             with Heartbeat(claim, stop):
                 rows = run_job(rf, launch, job, root, attempt=claim.attempt, resume_from=resume_from,
@@ -170,8 +171,8 @@ def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int |
         main = rows[-1]
         msg = (f"WAR {100 * main['war']:.2f} UAR {100 * main['uar']:.2f}" if main.get("status") == "ok"
                else f"FAILED ({str(main.get('error', '')).splitlines()[0][:200] if main.get('error') else ''})")
-        elapsed = _now() - t_start
-        echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} ({_now() - t0:.0f} s; "
+        elapsed = time.time() - t_start
+        echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} ({time.time() - t0:.0f} s; "
              f"worker {elapsed:.0f} s, ~{elapsed / ran * max(0, todo - ran):.0f} s left)")
         runner.publish_if_complete(rf, echo)
     rf.announce(me, None)
@@ -194,12 +195,6 @@ def _follow(rf: RunFolder, me: Worker, run_job, stop: StopRequest) -> int:
             return EXIT_REQUEUE
         i += 1
     return 0
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 def pin_to(cpus: list[int]) -> None:
