@@ -57,8 +57,8 @@ def check_settings(values: Any, where: str) -> dict[str, Any]:
         ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) if kind is list else \
             isinstance(value, (int, float)) and not isinstance(value, bool) if kind in (int, float) else isinstance(value, str)
         if not ok or (kind is int and value != int(value)) or (kind in (int, float) and value < 0):
-            raise DataFormatError(where, f"launcher {key}: a {'list of strings' if kind is list else kind.__name__}"
-                                         f"{' >= 0' if kind in (int, float) else ''}", found=repr(value))
+            what = {int: "an integer >= 0", float: "a number >= 0", str: "a string", list: "a list of strings"}[kind]
+            raise DataFormatError(where, f"launcher {key}: {what}", found=repr(value))
         out[key] = kind(value) if kind is not list else list(value)
     return out
 
