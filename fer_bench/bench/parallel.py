@@ -132,8 +132,8 @@ def run_workers(rf: RunFolder, n: int, echo=print, poll_s: float = 0.5) -> int:
 
 def _row_line(row: dict) -> str:
     what = f"{row['method']}/{row['dataset']}" + (f" -> {row['eval_dataset']}" if row.get("kind") == "cross" else "")
+    from fer_bench.bench.runner import row_message
+
     what += f" fold={row.get('fold')} seed={row.get('seed')}"
-    if row.get("status") == "ok":
-        return f"done: {what}: WAR {100 * row['war']:.2f} UAR {100 * row['uar']:.2f} (attempts {row.get('attempts', 1)})"
-    return f"done: {what}: FAILED ({str(row.get('error', ''))[:200]})"
+    return f"done: {what}: {row_message(row)} (attempts {row.get('attempts', 1)})"
 

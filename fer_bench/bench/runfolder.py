@@ -23,6 +23,7 @@ that comes back never adds a second row; and a row, once there, ends the job.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -201,11 +202,11 @@ class RunFolder:
         atomic_write_text(rows / f"{safe_name(row['job'])}.json", json.dumps(row, default=str))
 
     def has_row(self, key: str) -> bool:
-        return (self.path / "rows" / f"{safe_name(key)}.json").exists() or key in self._legacy_keys()
+        return (self.path / "rows" / f"{safe_name(key)}.json").exists() or key in self._legacy[1]
 
     def read_rows(self) -> list[dict[str, Any]]:
         """Every finished job's row (and its cross-dataset rows), in the plan's order."""
-        rows = self._legacy_rows()
+        rows = list(self._legacy[0])
         seen = {r["job"] for r in rows}
         for p in sorted((self.path / "rows").glob("*.json")):
             try:
@@ -220,8 +221,9 @@ class RunFolder:
             order = {e["key"]: i for i, e in enumerate(json.loads((self.path / "plan.json").read_text())["jobs"])}
         return sorted(rows, key=lambda r: (order.get(r["job"].split("/cross:")[0], len(order)), r["job"]))
 
-    def _legacy_rows(self) -> list[dict[str, Any]]:
-        """``rows.jsonl`` of a run folder written before rows were one file per job (read, never written)."""
+    @functools.cached_property
+    def _legacy(self) -> tuple[list[dict[str, Any]], set[str]]:
+        """``rows.jsonl`` of a run folder written before rows were one file per job (read once, never written)."""
         path = self.path / "rows.jsonl"
         out = []
         if path.exists():
@@ -230,10 +232,7 @@ class RunFolder:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:  # a line cut by a kill: that job is run again
                     continue
-        return out
-
-    def _legacy_keys(self) -> set[str]:
-        return {r["job"] for r in self._legacy_rows()}
+        return out, {r["job"] for r in out}
 
     # --- claims -----------------------------------------------------------------------------
     def claim(self, key: str, worker: Worker) -> Claim | None:

@@ -330,6 +330,13 @@ def publish(rf: RunFolder, echo=print) -> Path | None:
     return path
 
 
+def row_message(row: dict[str, Any]) -> str:
+    """``WAR x UAR y`` of a finished row, or ``FAILED (first line of its error)``."""
+    if row.get("status") == "ok":
+        return f"WAR {100 * row['war']:.2f} UAR {100 * row['uar']:.2f}"
+    return f"FAILED ({str(row.get('error') or '').splitlines()[0][:200] if row.get('error') else ''})"
+
+
 def unfinished(rf: RunFolder) -> list[str]:
     """The planned jobs without a row."""
     return [j.key for j, _ in rf.read_plan()["entries"] if not rf.has_row(j.key)]
@@ -339,6 +346,11 @@ def publish_if_complete(rf: RunFolder, echo=print) -> Path | None:
     """Publish once, by whoever sees the last row first: ``leaderboard.txt`` records the version."""
     if unfinished(rf) or not rf.take_publication():
         return None
+    return _publish_final(rf, echo)
+
+
+def _publish_final(rf: RunFolder, echo) -> Path | None:
+    """Publish the complete run and record its version in ``leaderboard.txt`` (the publication lock is held)."""
     path = publish(rf, echo)
     atomic_write_text(rf.path / "leaderboard.txt", (str(path) if path else "") + "\n")
     return path
@@ -347,17 +359,16 @@ def publish_if_complete(rf: RunFolder, echo=print) -> Path | None:
 def collect(run_dir: str | Path, echo=print) -> Path | None:
     """``fer-bench bench --collect RUN_DIR``: publish the run's rows by hand (once complete, only once)."""
     rf = RunFolder(run_dir)
-    rf.read_plan()  # a clear error for a folder that is no run
-    if rf.published() is not None:
-        echo(f"{rf.path}: already published as {rf.published() or '(no rows)'}")
-        return Path(rf.published()) if rf.published() else None
+    planned = len(rf.read_plan()["entries"])  # and a clear error for a folder that is no run
+    published = rf.published()
+    if published is not None:
+        echo(f"{rf.path}: already published as {published or '(no rows)'}")
+        return Path(published) if published else None
     left = unfinished(rf)
     if not left:
         rf.take_publication()  # a publisher that died half-way leaves the lock: take over
-        path = publish(rf, echo)
-        atomic_write_text(rf.path / "leaderboard.txt", (str(path) if path else "") + "\n")
-        return path
-    echo(f"{len(left)} of {len(rf.read_plan()['entries'])} jobs have no row yet (first: {left[0]}); "
+        return _publish_final(rf, echo)
+    echo(f"{len(left)} of {planned} jobs have no row yet (first: {left[0]}); "
          "publishing the rows there are as a partial version")
     return publish(rf, echo)
 

@@ -133,14 +133,14 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
     folder = run_dir / ("slurm-local" if local else "slurm")
     params = sbatch_parameters(s, f"fer-bench-{plan['suite']}")
     if dry_run:
-        from submitit.slurm.slurm import _make_sbatch_string  # the text SlurmExecutor submits, without sbatch
+        # the text SlurmExecutor submits (memory converted as it converts mem_gb), without sbatch
+        from submitit.slurm.slurm import _convert_mem, _make_sbatch_string
 
         listing = [f"# fer-bench: task i runs fer_bench.bench.slurm.SlurmTask()({shlex.quote(str(run_dir))}, job i):"]
         listing += [f"#   task {i}: {k}" for i, k in enumerate(keys)]
         text = _make_sbatch_string(
             command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}",
-            folder=folder, map_count=len(keys), mem=f"{int(s['mem_gb'])}GB" if float(s["mem_gb"]).is_integer()
-            else f"{int(float(s['mem_gb']) * 1024)}MB",
+            folder=folder, map_count=len(keys), mem=_convert_mem(float(s["mem_gb"])),
             **{**params, "setup": listing + params.get("setup", [])})
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "dry-run.sbatch", text)

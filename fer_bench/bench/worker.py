@@ -168,9 +168,7 @@ def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int |
             rf.write_row(row)
         claim.end("done")
         last.unlink(missing_ok=True)  # only ever needed to resume; the selected checkpoint stays
-        main = rows[-1]
-        msg = (f"WAR {100 * main['war']:.2f} UAR {100 * main['uar']:.2f}" if main.get("status") == "ok"
-               else f"FAILED ({str(main.get('error', '')).splitlines()[0][:200] if main.get('error') else ''})")
+        msg = runner.row_message(rows[-1])
         elapsed = time.time() - t_start
         echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} ({time.time() - t0:.0f} s; "
              f"worker {elapsed:.0f} s, ~{elapsed / ran * max(0, todo - ran):.0f} s left)")
