@@ -14,6 +14,10 @@ process's random generators in those checkpoints, so a run resumed from ``last.c
 exactly as the uninterrupted run would (with ``num_workers`` 0; worker processes draw their
 own streams).  :class:`StopOnRequest` ends a run at the next batch when asked (a pre-emption
 signal, see :mod:`fer_bench.bench.worker`) by raising :class:`Preempted`.
+
+:class:`TestCurve` (opt-in, ``--test-every-epoch``) scores the test split after every
+validation into ``test_curve.csv``: never read by selection, it shows what choosing the
+checkpoint on test would have reported.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from fer_bench.errors import UserError
+from fer_bench.metrics import scores_from_confusion
 
 
 class TooManyUnreadable(UserError):
@@ -142,3 +147,63 @@ class SelectionCheckpoint(ModelCheckpoint):
             os.replace(partial, filepath)
         trainer.strategy.barrier("selection_checkpoint")
         self._last_checkpoint_saved = filepath
+
+
+class TestCurve(L.Callback):
+    """The test split's WAR and UAR after every validation, written to ``path`` (CSV: epoch, war, uar).
+
+    For the record only: the checkpoint is still chosen on validation, and the row's own
+    scores are the selected checkpoint's.  The best row of this curve is what a paper that keeps
+    its best *test* epoch reports; the gap between the two is what selecting on test is worth.
+
+    Rank 0 scores the whole test split with the module's :meth:`test_forward` (its test-time
+    augmentation included) in eval mode, under the run's precision, outside Lightning's loops
+    (no collective call, so the other DDP ranks simply wait at their next one).  A resumed run
+    keeps the rows of the epochs before it.
+    """
+
+    def __init__(self, path) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.rows: list[tuple[int, float, float]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.rows = [r for r in read_test_curve(self.path) if r[0] < trainer.current_epoch]
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        from fer_bench.nn.functional import hard_labels
+
+        k = pl_module.num_classes
+        confusion = torch.zeros(k, k, dtype=torch.int64)
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad(), trainer.precision_plugin.forward_context():
+            for batch in trainer.datamodule.test_dataloader():
+                x, y = batch[0], batch[1]
+                if x is None:
+                    continue
+                pred = pl_module.test_forward(x.to(pl_module.device)).argmax(dim=1).cpu()
+                confusion.index_put_((hard_labels(y).cpu(), pred), torch.ones_like(pred), accumulate=True)
+        pl_module.train(was_training)
+        scores = scores_from_confusion(confusion, list(pl_module.classes), warn=False)
+        self.rows.append((trainer.current_epoch, scores.war, scores.uar))
+        from fer_bench.files import atomic_write_text
+
+        atomic_write_text(self.path, "epoch,war,uar\n" + "".join(f"{e},{w!r},{u!r}\n" for e, w, u in self.rows))
+
+
+def read_test_curve(path) -> list[tuple[int, float, float]]:
+    """``(epoch, war, uar)`` rows of a :class:`TestCurve` file (empty when it does not exist)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines()[1:]:
+        e, w, u = line.split(",")
+        rows.append((int(e), float(w), float(u)))
+    return rows

@@ -7,7 +7,8 @@ allowed values and *kind* in the field's metadata.  From it come
 - the ``fer-bench bench`` launch and speed flags (the same function, other kinds),
 - the keys a suite cell may set (:data:`SUITE_KEYS`) and the job-to-config mapping of the
   runner (:meth:`fer_bench.bench.suite.Job.config`),
-- the config hash of a suite cell (:func:`protocol_of`: the protocol settings only).
+- the protocol settings of a config (:func:`protocol_of`), which with the method's recipe make a suite
+  cell's config hash (:attr:`fer_bench.bench.suite.Job.config_hash`).
 
 Kinds: ``job`` (which run: method, dataset, fold, seed), ``protocol`` (changes a number: in the
 config hash and the leaderboard row), ``run`` (robustness: a suite key outside the hash),
@@ -41,7 +42,7 @@ ACCELERATORS: tuple[str, ...] = ("cpu", "gpu", "auto")
 MONITORS: tuple[str, ...] = ("war", "uar")
 LOGGERS: tuple[str, ...] = ("csv", "wandb")
 CACHE_MODES: tuple[str, ...] = ("auto", "on", "off")
-TTA_MODES: tuple[str, ...] = ("none", "hflip")
+TTA_MODES: tuple[str, ...] = ("none", "hflip", "tencrop")  # the same as fer_bench.nn.tta.TTA_MODES (tested)
 KINDS: tuple[str, ...] = ("job", "protocol", "run", "speed", "launch", "internal")
 
 
@@ -83,9 +84,10 @@ class TrainConfig:
     weights: str | None = setting(None, kind="protocol", type=str,
                                   help="weights to start from: a registered name under $FER_WEIGHTS "
                                        "(fer_bench.weights) or a local state dict (nothing is downloaded)")
-    tta: str = setting("none", kind="protocol", type=str, choices=TTA_MODES,
-                       help="test-time augmentation: none, or hflip (mean of the softmax of the image and its "
-                            "horizontal mirror)")
+    tta: str | None = setting(None, kind="protocol", type=str, choices=TTA_MODES,
+                              help="test-time augmentation (default: the method's recipe): none; hflip (mean softmax "
+                                   "of the image and its mirror); tencrop (four corners and centre at the input size, "
+                                   "from the recipe's larger resize, and their mirrors)")
     method_args: dict[str, Any] = setting(kind="protocol", type=dict, factory=dict, flag="--method-arg", short="-m",
                                           metavar="KEY=VALUE",
                                           help="method hyper-parameter, e.g. -m lr=0.01 -m strategy=prediction_based")
@@ -94,6 +96,9 @@ class TrainConfig:
                                         help="dataset protocol argument, e.g. -d classes=8 -d label_mode=probability")
     max_unreadable: float = setting(0.01, kind="run", type=float, minimum=0.0, maximum=1.0,
                                     help="stop when more than this fraction of a split is unreadable (default 0.01)")
+    test_every_epoch: bool = setting(False, kind="run", type=bool,
+                                     help="also score the test split after every epoch (test_curve.csv; never used for "
+                                          "selection): the row gets the best-test-epoch WAR/UAR beside the selected ones")
     # speed only (a sample is bit-identical either way; see fer_bench.data.cache):
     num_workers: int | None = setting(None, kind="speed", type=int, minimum=0,
                                       help="DataLoader workers (default: chosen from the machine, 0 on <= 2 CPUs)")
@@ -415,7 +420,7 @@ def validate(cfg: TrainConfig, *, where: str = "", method_flag: str = "-m", data
                      reserved=("num_classes", "classes", "in_chans", "input_size"),
                      choices=getattr(method_cls, "hparam_choices", None))
         check_kwargs(data_cls, cfg.data_args, what=f"dataset {cfg.dataset}", flag=data_flag,
-                     reserved=("root", "batch_size", "seed", "fold", "limit_per_class", "input_size", "in_chans"))
+                     reserved=("root", "batch_size", "seed", "fold", "limit_per_class", "input_size", "in_chans", "tta"))
     except UserError as e:
         raise UserError(prefix + str(e)) from None
     if cfg.weights:

@@ -39,123 +39,38 @@ def wandb_configured() -> bool:
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def build(cfg: TrainConfig):
-    """(datamodule, model) for a config; input size and channels default to the method's."""
+def build(cfg: TrainConfig, resolved=None):
+    """(datamodule, model) for a config, resolved against the method's recipe for the dataset
+    (:func:`fer_bench.resolve.resolve`: input size, channels, batch, hyper-parameters, data arguments)."""
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
+    from fer_bench.resolve import resolve
 
     validate(cfg)
+    r = resolved or resolve(cfg)
     method_cls = METHODS.get(cfg.method)
     data_cls = DATASETS.get(cfg.dataset)
-    input_size = cfg.input_size or method_cls.default_input_size
-    in_chans = cfg.in_chans or method_cls.default_in_chans
     speed: dict[str, Any] = dict(num_workers=cfg.num_workers, cache_images=cfg.cache_images,
                                  cache_budget_mb=cfg.cache_budget_mb, channels_last=cfg.channels_last,
                                  pin_memory=uses_cuda(cfg.accelerator))
     if cfg.clip_cache and data_cls.info.modality == "dynamic":
         speed["clip_cache"] = cfg.clip_cache
-    speed.update(recipe_data_args(cfg))  # the method's augmentation / normalisation / test frames
-    speed.update(cfg.data_args)  # -d / suite data_args win
     dm = data_cls(
-        cfg.root, batch_size=batch_size_of(cfg), seed=cfg.seed, fold=cfg.fold,
-        limit_per_class=cfg.limit_per_class, input_size=input_size, in_chans=in_chans, **speed,
+        cfg.root, batch_size=r.batch_size, seed=cfg.seed, fold=cfg.fold, limit_per_class=cfg.limit_per_class,
+        input_size=r.input_size, in_chans=r.in_chans, **speed, **r.data_args,
     )
-    hp = method_cls.defaults()
-    hp.update(cfg.method_args)
-    if cfg.max_epochs is not None:
-        hp["max_epochs"] = cfg.max_epochs
-    model = method_cls(num_classes=dm.num_classes, classes=list(dm.classes), in_chans=in_chans,
-                       input_size=input_size, **hp)
+    model = method_cls(num_classes=dm.num_classes, classes=list(dm.classes), in_chans=r.in_chans,
+                       input_size=r.input_size, **r.hparams)
     if cfg.weights:
-        from fer_bench.weights import resolve
+        from fer_bench.weights import resolve as resolve_weights
 
-        model.load_weights(str(resolve(cfg.weights).path))
-    model.test_tta = cfg.tta
+        model.load_weights(str(resolve_weights(cfg.weights).path))
+    model.test_tta = r.tta
     if cfg.channels_last:
         import torch
 
         model = model.to(memory_format=torch.channels_last)
     return dm, model
-
-
-def actual_recipe(cfg: TrainConfig) -> dict[str, Any]:
-    """What a run does, in the terms of its method's recipe (:mod:`fer_bench.methods.recipe`),
-    from the config alone (no data read), so that a row can say how it deviates."""
-    from fer_bench.data import DATASETS
-    from fer_bench.methods import METHODS
-
-    method_cls, data_cls = METHODS.get(cfg.method), DATASETS.get(cfg.dataset)
-    hp = {**method_cls.defaults(), **cfg.method_args}
-    if cfg.max_epochs is not None:
-        hp["max_epochs"] = cfg.max_epochs
-    recipe = method_cls.recipe()
-    recipe = recipe.for_dataset(cfg.dataset) if recipe is not None else None
-    da = cfg.data_args
-    actual: dict[str, Any] = {
-        "init": _weights_name(cfg.weights) if cfg.weights else "scratch",
-        "input_size": cfg.input_size or method_cls.default_input_size,
-        "in_chans": cfg.in_chans or method_cls.default_in_chans,
-        "optimizer": hp.get("optimizer"), "lr": hp.get("lr"), "momentum": hp.get("momentum"),
-        "weight_decay": hp.get("weight_decay"), "scheduler": hp.get("scheduler"),
-        "step_size": hp.get("step_size"), "gamma": hp.get("gamma"), "epochs": hp.get("max_epochs"),
-        "batch_size": batch_size_of(cfg), "loss_weights": hp, "sampler": da.get("sampler", "uniform"),
-        "tta": cfg.tta,
-    }
-    # what the DataModule applies: the method's recipe unless a data argument overrides it; a
-    # dataset that has no such argument (synthetic clips come with their frames) says so
-    from fer_bench.settings import constructor_defaults
-
-    accepted = constructor_defaults(data_cls)
-    applied = {**accepted, **recipe_data_args(cfg), **da}
-    for name in RECIPE_DATA_ARGS:
-        if recipe is not None and name in recipe.fields:
-            actual[name] = applied.get(name, "n/a")
-    if data_cls.info.modality == "dynamic":
-        actual["frames"] = da.get("frames", 16)
-    return {k: v for k, v in actual.items() if v is not None or k == "loss_weights"}
-
-
-RECIPE_DATA_ARGS = ("augmentation", "normalization", "test_frames")
-
-
-def recipe_data_args(cfg: TrainConfig) -> dict[str, Any]:
-    """The dataset arguments the method's recipe sets (augmentation, normalisation, test-frame
-    placement), for the ones the dataset's DataModule takes."""
-    from fer_bench.data import DATASETS
-    from fer_bench.methods import METHODS
-    from fer_bench.settings import constructor_params
-
-    recipe = METHODS.get(cfg.method).recipe()
-    if recipe is None:
-        return {}
-    recipe = recipe.for_dataset(cfg.dataset)
-    accepted = constructor_params(DATASETS.get(cfg.dataset))
-    return {k: recipe.value(k) for k in RECIPE_DATA_ARGS if k in recipe.fields and k in accepted}
-
-
-def batch_size_of(cfg: TrainConfig) -> int:
-    """The run's batch size: the config's, else the method's recipe's (else 32)."""
-    if cfg.batch_size is not None:
-        return cfg.batch_size
-    from fer_bench.methods import METHODS
-
-    recipe = METHODS.get(cfg.method).recipe()
-    return int(recipe.for_dataset(cfg.dataset).value("batch_size", 32)) if recipe is not None else 32
-
-
-def run_deviations(cfg: TrainConfig) -> list[str]:
-    """The recipe fields in which this run differs from its method's recipe (``epochs 40≠70``)."""
-    from fer_bench.methods import METHODS
-    from fer_bench.methods.recipe import deviations
-
-    recipe = METHODS.get(cfg.method).recipe()
-    return deviations(recipe.for_dataset(cfg.dataset), actual_recipe(cfg)) if recipe is not None else []
-
-
-def _weights_name(weights: str) -> str:
-    from fer_bench.weights import WEIGHTS
-
-    return weights if weights in WEIGHTS else Path(weights).name
 
 
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool, max_epochs: int):
@@ -187,11 +102,13 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from fer_bench.callbacks import RandomState, SelectionCheckpoint, SkippedFiles
+    from fer_bench.callbacks import RandomState, SelectionCheckpoint, SkippedFiles, TestCurve, read_test_curve
+    from fer_bench.resolve import resolve
 
     out = cfg.out_dir()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm, model = build(cfg)
+    resolved = resolve(cfg)
+    dm, model = build(cfg, resolved)
     from fer_bench.nn.complexity import complexity
 
     cost = complexity(model)  # parameters and MACs of one forward at the run's input size (eval mode)
@@ -217,7 +134,9 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
     from lightning.pytorch.callbacks import LambdaCallback
 
     started = LambdaCallback(on_train_start=lambda trainer, _: start.update(epoch=trainer.current_epoch))
-    trainer = _trainer(cfg, out, [ckpt, last, skipped, RandomState(), started, *(callbacks or [])], loggers, max_epochs)
+    extra = [TestCurve(out / TEST_CURVE_FILE)] if cfg.test_every_epoch else []
+    trainer = _trainer(cfg, out, [ckpt, last, skipped, RandomState(), started, *extra, *(callbacks or [])], loggers,
+                       max_epochs)
     t0 = time.time()
     # our own checkpoint (optimiser state, NumPy generator): not a weights-only load
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume_from, weights_only=False if cfg.resume_from else None)
@@ -256,8 +175,11 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "num_nodes": cfg.num_nodes,
         "world_size": trainer.world_size,
         "precision": cfg.precision,
-        "tta": cfg.tta,
-        "deviations": run_deviations(cfg),
+        "tta": resolved.tta,
+        "batch_size": resolved.batch_size,
+        "max_epochs": max_epochs,
+        "deviations": list(resolved.deviations),
+        "reconstructed": list(resolved.reconstructed),
         "accelerator": accelerator_name(trainer),
         # what it cost (the loop's wall time: data loading and validation included)
         "train_samples_per_s": (sizes["train"] * (trainer.current_epoch - start["epoch"]) / train_seconds
@@ -266,12 +188,26 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
         "peak_memory_mb": evaluation.peak_memory_mb(trainer.strategy.root_device.type),
         "predictions": str(out / evaluation.PREDICTIONS_FILE),
         **evaluation.summary(preds, len(scores.classes), seed=cfg.seed),
+        **best_test_epoch(read_test_curve(out / TEST_CURVE_FILE) if cfg.test_every_epoch else [], cfg.monitor),
     }
     if trainer.is_global_zero:
         evaluation.save_predictions(out / evaluation.PREDICTIONS_FILE, preds,
                                     evaluation.sample_ids(dm, "test", preds["index"].numpy()), scores.classes)
         write_outputs(out, cfg, dm, model, result, preds)
     return result
+
+
+TEST_CURVE_FILE = "test_curve.csv"
+
+
+def best_test_epoch(curve: list[tuple[int, float, float]], monitor: str = "war") -> dict[str, Any]:
+    """What a paper that keeps its best *test* epoch would report: the epoch of the test curve
+    (``--test-every-epoch``) with the highest ``monitor`` score, and its WAR and UAR (empty without a curve)."""
+    if not curve:
+        return {}
+    col = 1 if monitor == "war" else 2
+    epoch, war, uar = max(curve, key=lambda r: (r[col], -r[0]))
+    return {"best_test_epoch": epoch, "best_test_war": war, "best_test_uar": uar, "test_curve": TEST_CURVE_FILE}
 
 
 def accelerator_name(trainer) -> str:

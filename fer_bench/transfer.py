@@ -74,11 +74,14 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, root: str | None, *, m
     data_cls = DATASETS.get(dataset)
     if data_cls.info.modality != model.modality:
         raise UserError(f"{method} is {model.modality} but {dataset} is {data_cls.info.modality}")
+    from fer_bench.resolve import resolve
     from fer_bench.settings import TrainConfig
-    from fer_bench.train import recipe_data_args
 
-    # the test-time side of the method's recipe (normalisation, test frames), unless data_args say otherwise
-    args = {**recipe_data_args(TrainConfig(method=method, dataset=dataset)), **(data_args or {})}
+    # the test-time side of the method's recipe there (resize, normalisation, test frames), unless data_args say
+    # otherwise; the checkpoint's own input size and channels; one view per test sample
+    recipe_args = resolve(TrainConfig(method=method, dataset=dataset, input_size=model.input_size)).data_args
+    test_side = ("resize", "normalization", "test_frames", "short_clips")
+    args = {**{k: v for k, v in recipe_args.items() if k in test_side}, **(data_args or {})}
     dm = data_cls(root, batch_size=batch_size, seed=seed, fold=fold, input_size=model.input_size,
                   in_chans=model.in_chans, **args)
     dm.setup("test")

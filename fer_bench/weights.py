@@ -46,6 +46,7 @@ class WeightsEntry:
     backbones: tuple[str, ...]  # backbone families it fits (e.g. "torchvision.resnet18")
     source: str  # who trained it and on what
     state_dict_key: str | None = None  # the file holds {key: state_dict} (e.g. "state_dict")
+    alternatives: tuple[str, ...] = ()  # entries a suite may start from instead when this file is absent (recorded)
 
 
 WEIGHTS: Registry = Registry("weights")
@@ -76,6 +77,7 @@ register(WeightsEntry(
     source="ResNet-18 trained for face identification on MS-Celeb-1M (DAN: torchvision resnet18 keys under "
            "'state_dict')",
     state_dict_key="state_dict",
+    alternatives=("imagenet-resnet18",),
 ))
 
 

@@ -25,15 +25,15 @@ defaults:
   input_size: 32
   seeds: [0, 1]
 cells:
-  - method: resnet18
+  - method: resnet18_pretrained
     dataset: synthetic-static
     data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
-  - method: resnet18
+  - method: resnet18_pretrained
     dataset: synthetic-static
     data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
     seeds: [0]
     method_args: {lr: -1.0}  # passes the suite check (a number); torch refuses it when the job starts
-  - method: resnet18
+  - method: resnet18_pretrained
     dataset: fer2013
 """
 
@@ -71,12 +71,12 @@ def test_a_crash_while_writing_leaves_no_version(tmp_path, monkeypatch):
 
 def test_suite_errors_name_file_and_cell(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("suite: x\ncells:\n  - method: resnet18\n    dataset: synthetic-static\n"
+    bad.write_text("suite: x\ncells:\n  - method: resnet18_pretrained\n    dataset: synthetic-static\n"
                    "  - method: nope\n    dataset: ckplus\n")
     with pytest.raises(DataFormatError) as e:
         load_suite(bad)
     assert str(bad) in str(e.value) and "cell 2" in str(e.value) and "resnet18" in str(e.value)
-    bad.write_text("suite: x\ncells:\n  - method: resnet18\n    dataset: ckplus\n    epochs: 3\n")
+    bad.write_text("suite: x\ncells:\n  - method: resnet18_pretrained\n    dataset: ckplus\n    epochs: 3\n")
     with pytest.raises(DataFormatError, match="epochs"):
         load_suite(bad)
 
@@ -99,20 +99,10 @@ def test_shipped_suites_load_and_cover_every_method():
             assert len({j.seed for j in suite.jobs if j.cell == cell}) >= 3
     ck = {j.fold for j in static.jobs if j.dataset == "ckplus"}
     assert ck == set(range(10))
+    # the literature's baselines, each on the datasets its lineage runs
+    assert {j.dataset for j in static.jobs if j.method == "resnet18_cifar"} == {"fer2013", "ckplus", "ferplus"}
+    assert {j.dataset for j in static.jobs if j.method == "resnet18_pretrained"} == {"rafdb", "affectnet", "ferplus"}
     assert {j.fold for j in dynamic.jobs if j.dataset == "dfew"} == {1, 2, 3, 4, 5}
-
-
-def test_papers_csv_is_generated_from_method_metadata(tmp_path):
-    from fer_bench.methods import METHODS
-
-    df = pd.read_csv(lb.write_papers_csv(tmp_path))
-    expected = sum(len(m) for _, c in METHODS.items() for m in c.paper.reported.values())
-    assert len(df) == expected
-    r = df[(df.method == "resnet18_lstm") & (df.dataset == "dfew") & (df.metric == "uar")]
-    assert r["value"].tolist() == [51.32]
-    committed = pd.read_csv(REPO / "leaderboards/papers.csv")
-    assert committed.sort_values(["method", "dataset", "metric"]).reset_index(drop=True).equals(
-        df.sort_values(["method", "dataset", "metric"]).reset_index(drop=True))
 
 
 def _cells(**wars) -> pd.DataFrame:
@@ -153,9 +143,9 @@ def test_bench_versions_failures_missing_data_and_diff(tmp_path):
     assert (ok.n_test == 35).all() and (ok.selection == "val/war").all()
     assert ((ok.war >= 0) & (ok.war <= 1)).all()
     readme = (boards / "tiny/README.md").read_text()
-    assert "v001.csv" in readme and "| resnet18 | synthetic-static |" in readme
+    assert "v001.csv" in readme and "| resnet18_pretrained | synthetic-static |" in readme
     run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--run-dir", str(tmp_path / "run2"),
-            "--only", "resnet18/synthetic-static", "--seeds", "1")
+            "--only", "resnet18_pretrained/synthetic-static", "--seeds", "1")
     v2 = pd.read_csv(boards / "tiny/v002.csv")  # --seeds 1: the failing cell (seed 0 only) is not run
     assert list(v2.seed) == [1] and list(v2.status) == ["ok"]
     d = run_cli("leaderboard", "diff", "tiny", "v001", "v002", "--leaderboards", str(boards))
@@ -172,7 +162,7 @@ def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
     suite.write_text(TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
     run_dir, boards = tmp_path / "run", tmp_path / "boards"
     cmd = [sys.executable, "-m", "fer_bench", "bench", str(suite), "--leaderboards", str(boards), "--no-progress",
-           "--run-dir", str(run_dir), "--only", "resnet18/synthetic-static"]
+           "--run-dir", str(run_dir), "--only", "resnet18_pretrained/synthetic-static"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          start_new_session=True)
@@ -192,7 +182,7 @@ def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
     assert 1 <= n_before < 4, "the kill should land mid-suite"
     assert not (boards / "tiny").exists() or not list((boards / "tiny").glob("v*.csv"))
     proc = run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--resume", str(run_dir),
-                   "--only", "resnet18/synthetic-static")
+                   "--only", "resnet18_pretrained/synthetic-static")
     assert f"{n_before} already done" in proc.stdout
     jobs = [json.loads(p.read_text())["job"] for p in rows.glob("*.json")]
     assert len(jobs) == 4 and len(set(jobs)) == 4  # 3 seeds + the failing cell, each exactly once
@@ -214,7 +204,7 @@ def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
     suite.write_text(
         "suite: one\ndefaults: {max_epochs: 1, batch_size: 8, input_size: 32, seeds: [4],"
         " data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n"
-        "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+        "cells:\n  - {method: resnet18_pretrained, dataset: synthetic-static}\n")
     torchrun = Path(sys.executable).with_name("torchrun")
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -233,10 +223,10 @@ def test_two_node_torchrun_row_matches_single_process_eval(tmp_path):
     job = json.loads(next((tmp_path / "run/rows").glob("*.json")).read_text())["job"]
     metrics = json.loads(next((tmp_path / "run/jobs").glob("*/metrics.json")).read_text())
     assert metrics["world_size"] == 2 and job
-    cfg = TrainConfig(method="resnet18", dataset="synthetic-static", input_size=32, seed=4,
+    cfg = TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", input_size=32, seed=4,
                       data_args={"train_per_class": 6, "val_per_class": 3, "test_per_class": 5})
     dm, _ = build(cfg)
-    model = METHODS.get("resnet18").load_from_checkpoint(metrics["checkpoint"], map_location="cpu")
+    model = METHODS.get("resnet18_pretrained").load_from_checkpoint(metrics["checkpoint"], map_location="cpu")
     L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).test(model, datamodule=dm,
                                                                                           verbose=False)
     assert row.war == pytest.approx(model.test_scores.war, abs=1e-6)
@@ -255,7 +245,7 @@ def test_two_device_ddp_suite_matches_single_device_eval(tmp_path):
     suite = tmp_path / "ddp2.yaml"
     suite.write_text("suite: ddp2\ndefaults: {max_epochs: 1, batch_size: 8, input_size: 32, seeds: [0, 1],"
                      " data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n"
-                     "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+                     "cells:\n  - {method: resnet18_pretrained, dataset: synthetic-static}\n")
     run_cli("bench", str(suite), "--devices", "2", "--no-progress", "--run-dir", str(tmp_path / "run"),
             "--leaderboards", str(tmp_path / "boards"))
     rows = pd.read_csv(tmp_path / "boards/ddp2/v001.csv")
@@ -263,9 +253,9 @@ def test_two_device_ddp_suite_matches_single_device_eval(tmp_path):
     for _, row in rows.iterrows():
         metrics = next(json.loads(p.read_text()) for p in (tmp_path / "run/jobs").glob(f"*seed{row.seed}/metrics.json"))
         assert metrics["world_size"] == 2 and metrics["n_test"] == 35  # odd: padded by the sampler
-        dm, _ = build(TrainConfig(method="resnet18", dataset="synthetic-static", input_size=32, seed=int(row.seed),
+        dm, _ = build(TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", input_size=32, seed=int(row.seed),
                                   data_args=data))
-        model = METHODS.get("resnet18").load_from_checkpoint(metrics["checkpoint"], map_location="cpu")
+        model = METHODS.get("resnet18_pretrained").load_from_checkpoint(metrics["checkpoint"], map_location="cpu")
         L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).test(
             model, datamodule=dm, verbose=False)
         assert row.war == pytest.approx(model.test_scores.war, abs=1e-6)

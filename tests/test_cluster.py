@@ -32,8 +32,8 @@ defaults:
   num_workers: 0
   data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
 cells:
-  - {method: resnet18, dataset: synthetic-static}
-  - {method: resnet18, dataset: synthetic-static, label: lr3, method_args: {lr: 0.003}}
+  - {method: resnet18_pretrained, dataset: synthetic-static}
+  - {method: resnet18_pretrained, dataset: synthetic-static, label: lr3, method_args: {lr: 0.003}}
 """
 
 METRICS = ["war", "uar", "nll", "ece", "best_epoch"]
@@ -90,7 +90,7 @@ suite: one
 defaults: {max_epochs: 4, batch_size: 8, input_size: 32, seeds: [5], num_workers: 0,
            data_args: {train_per_class: 30, val_per_class: 3, test_per_class: 5}}
 cells:
-  - {method: resnet18, dataset: synthetic-static}
+  - {method: resnet18_pretrained, dataset: synthetic-static}
 """
 
 
@@ -193,7 +193,7 @@ def test_slurm_dry_run_script_names_the_array_the_resources_and_the_command(tmp_
     suite = tmp_path / "three.yaml"
     suite.write_text("suite: three\ndefaults: {max_epochs: 1, seeds: [0, 1, 2]}\n"
                      "launcher: {partition: from-yaml, time_min: 30, mem_gb: 16, setup: ['module load cuda']}\n"
-                     "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+                     "cells:\n  - {method: resnet18_pretrained, dataset: synthetic-static}\n")
     run_dir = tmp_path / "run"
     args = ["--launcher", "slurm", "--dry-run", "--partition", "gpu-a", "--gpus-per-job", "2", "--cpus-per-job", "8"]
     out = _bench(suite, run_dir, tmp_path / "b", *args).stdout
@@ -204,7 +204,7 @@ def test_slurm_dry_run_script_names_the_array_the_resources_and_the_command(tmp_
                  "#SBATCH --requeue", "#SBATCH --signal=USR2@120", "module load cuda"):
         assert line in script, line
     assert re.search(r"srun .* -m submitit\.core\._submit .*/run/slurm", script)
-    assert "task 0: resnet18/synthetic-static/" in script and "task 2: " in script
+    assert "task 0: resnet18_pretrained/synthetic-static/" in script and "task 2: " in script
     assert not (tmp_path / "b").exists()  # nothing ran
     # one job done: the array covers the two left
     rf = RunFolder(run_dir)
@@ -216,10 +216,11 @@ def test_slurm_dry_run_script_names_the_array_the_resources_and_the_command(tmp_
 
 def test_a_bad_launcher_section_is_refused_naming_the_file_and_key(tmp_path):
     suite = tmp_path / "bad.yaml"
-    suite.write_text("suite: bad\nlauncher: {gpus: 2}\ncells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+    suite.write_text("suite: bad\nlauncher: {gpus: 2}\ncells:\n  - {method: resnet18_pretrained, dataset: synthetic-static}\n")
     proc = run_cli("bench", str(suite), "--launcher", "slurm", "--dry-run", check=False)
     assert proc.returncode == 2 and str(suite) in proc.stderr and "found gpus" in proc.stderr, proc.stderr
-    suite.write_text("suite: bad\nlauncher: {time_min: soon}\ncells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+    suite.write_text("suite: bad\nlauncher: {time_min: soon}\ncells:\n"
+                     "  - {method: resnet18_pretrained, dataset: synthetic-static}\n")
     proc = run_cli("bench", str(suite), "--launcher", "slurm", "--dry-run", check=False)
     assert proc.returncode == 2 and "launcher time_min: an integer >= 0, found 'soon'" in proc.stderr, proc.stderr
 
@@ -228,7 +229,7 @@ def test_a_bad_launcher_section_is_refused_naming_the_file_and_key(tmp_path):
 
 def _plan(run_dir, n: int) -> RunFolder:
     rf = RunFolder(run_dir)
-    jobs = [Job("resnet18", "synthetic-static", None, seed) for seed in range(n)]
+    jobs = [Job("resnet18_pretrained", "synthetic-static", None, seed) for seed in range(n)]
     rf.write_plan("race", [(j, None) for j in jobs], {"suite": "race"})
     return rf
 

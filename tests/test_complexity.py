@@ -37,7 +37,7 @@ def resnet18_48_grey_macs() -> int:
 
 
 def test_resnet18_at_48_grey():
-    model = METHODS.get("resnet18")(in_chans=1, input_size=48)
+    model = METHODS.get("resnet18_pretrained")(in_chans=1, input_size=48)
     model.train()
     c = complexity(model)
     assert model.training  # restored
@@ -61,7 +61,7 @@ class _Clip(nn.Module):
 
 
 def test_example_input_per_modality():
-    assert example_input(METHODS.get("resnet18")(in_chans=1, input_size=32)).shape == (1, 1, 32, 32)
+    assert example_input(METHODS.get("resnet18_pretrained")(in_chans=1, input_size=32)).shape == (1, 1, 32, 32)
     assert example_input(_Clip()).shape == (1, 16, 3, 8, 8)
     assert example_input(_Clip(frames=4)).shape == (1, 4, 3, 8, 8)
     assert complexity(_Clip()) == {"params": 192 * 2 + 2, "macs": 16 * 192 * 2}

@@ -168,7 +168,7 @@ def test_balanced_sampler_draws_classes_uniformly(tmp_path):
     freq = np.bincount(labels[draws], minlength=7) / len(draws)
     assert np.allclose(freq, np.bincount(labels, minlength=7) / n)  # the imbalance as is: 50x
     assert freq[CANONICAL_CLASSES.index("happy")] / freq[CANONICAL_CLASSES.index("disgust")] > 40
-    assert dm.protocol_args()["sampler"] == "balanced" and plain.protocol_args()["sampler"] == "none"
+    assert dm.protocol_args()["sampler"] == "balanced" and plain.protocol_args()["sampler"] == "uniform"
 
 
 def _status_kib(key: str) -> int | None:
@@ -252,10 +252,10 @@ def test_one_epoch_writes_metrics(layout, data_args, n_classes, request, tmp_pat
     root = request.getfixturevalue(f"{layout}_tree")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run(TrainConfig(method="resnet18", dataset="affectnet", root=str(root), max_epochs=1, limit_per_class=3,
+        run(TrainConfig(method="resnet18_pretrained", dataset="affectnet", root=str(root), max_epochs=1, limit_per_class=3,
                         batch_size=8, progress=False, out=str(tmp_path / "run"), data_args=data_args))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["n_test"] == n_classes * min(3, PER_CLASS)
     assert len(metrics["classes"]) == n_classes and metrics["skipped_files"] == []
     config = (tmp_path / "run" / "config.yaml").read_text()
-    assert f"sampler: {data_args.get('sampler', 'none')}" in config and f"layout: {layout}" in config
+    assert f"sampler: {data_args.get('sampler', 'uniform')}" in config and f"layout: {layout}" in config

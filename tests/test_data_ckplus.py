@@ -326,7 +326,7 @@ def test_one_epoch_writes_metrics(tree, request, tmp_path):
     expected = sum(min(3, n) for n in per_class.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run(TrainConfig(method="resnet18", dataset="ckplus", root=str(root), fold=0, max_epochs=1, limit_per_class=3,
+        run(TrainConfig(method="resnet18_pretrained", dataset="ckplus", root=str(root), fold=0, max_epochs=1, limit_per_class=3,
                         batch_size=8, progress=False, out=str(tmp_path / "run")))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["n_test"] == expected > 0

@@ -34,7 +34,7 @@ def _levels(ds) -> tuple[np.ndarray, np.ndarray]:
 def _train(dataset: str, root: Path, out: Path, **data_args) -> dict:
     from fer_bench.train import TrainConfig, run
 
-    run(TrainConfig(method="resnet18", dataset=dataset, root=str(root), max_epochs=1, limit_per_class=3,
+    run(TrainConfig(method="resnet18_pretrained", dataset=dataset, root=str(root), max_epochs=1, limit_per_class=3,
                     batch_size=8, progress=False, out=str(out), data_args=data_args))
     return json.loads((out / "metrics.json").read_text())
 

@@ -127,7 +127,7 @@ def test_train_one_epoch(tmp_path):
     from fer_bench.train import TrainConfig, run
 
     write_layout("imagefolder", str(tmp_path / "d"), per_class=4, seed=0, contempt=True, names="synonyms")
-    run(TrainConfig(method="resnet18", dataset="imagefolder", root=str(tmp_path / "d"), max_epochs=1,
+    run(TrainConfig(method="resnet18_pretrained", dataset="imagefolder", root=str(tmp_path / "d"), max_epochs=1,
                     limit_per_class=3, batch_size=8, progress=False, out=str(tmp_path / "out")))
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (m["n_train"], m["n_val"], m["n_test"]) == (24, 8, 24) and m["classes"] == list(CANONICAL_CLASSES_8)

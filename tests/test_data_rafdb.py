@@ -151,7 +151,7 @@ def test_train_one_epoch(tmp_path, layout):
     from fer_bench.train import TrainConfig, run
 
     write_layout("rafdb", str(tmp_path / "d"), per_class=4, seed=0, layout=layout, size=48)
-    run(TrainConfig(method="resnet18", dataset="rafdb", root=str(tmp_path / "d"), max_epochs=1, limit_per_class=3,
+    run(TrainConfig(method="resnet18_pretrained", dataset="rafdb", root=str(tmp_path / "d"), max_epochs=1, limit_per_class=3,
                     batch_size=8, progress=False, out=str(tmp_path / "out")))
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (m["n_train"], m["n_val"], m["n_test"]) == (21, 7, 21)

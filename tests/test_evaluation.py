@@ -69,7 +69,7 @@ def test_ece_equals_torchmetrics_and_nll_is_the_mean_log_loss():
 def test_a_run_keeps_its_predictions_and_they_give_its_numbers(tmp_path):
     from fer_bench.train import TrainConfig, run
 
-    cfg = TrainConfig(method="resnet18", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
+    cfg = TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
                       progress=False, out=str(tmp_path), seed=2,
                       data_args={"train_per_class": 6, "val_per_class": 3, "test_per_class": 5})
     res = run(cfg)
@@ -152,7 +152,7 @@ def test_cross_dataset_eval_excludes_the_unshared_class_and_matches_a_hand_compu
 
     from conftest import run_cli
 
-    res = run(TrainConfig(method="resnet18", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
+    res = run(TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", max_epochs=1, batch_size=16, input_size=32,
                           progress=False, out=str(tmp_path / "train"), seed=0,
                           data_args={"train_per_class": 6, "val_per_class": 3, "test_per_class": 5}))
     assert (tmp_path / "train" / "reliability.png").stat().st_size > 3000
@@ -193,7 +193,7 @@ def test_a_suite_with_cross_eval_gives_a_transfer_matrix(tmp_path):
     write_layout("imagefolder", str(tmp_path / "data" / "imagefolder"), per_class=3, seed=2, contempt=True)
     suite = tmp_path / "x.yaml"
     suite.write_text("suite: x\ndefaults: {max_epochs: 1, batch_size: 16, input_size: 32, seeds: [0]}\ncells:\n"
-                     "  - {method: resnet18, dataset: synthetic-static, cross_eval: [imagefolder],\n"
+                     "  - {method: resnet18_pretrained, dataset: synthetic-static, cross_eval: [imagefolder],\n"
                      "     data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}}\n")
     boards = tmp_path / "boards"
     run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress", "--run-dir", str(tmp_path / "run"),
@@ -206,7 +206,7 @@ def test_a_suite_with_cross_eval_gives_a_transfer_matrix(tmp_path):
     assert cross["war"] == pytest.approx((p["label"] == p["pred"]).mean())
     assert len(df[df["kind"] == "train"]) == 1  # the summary and regress see the trained row only
     readme = (boards / "x" / "README.md").read_text()
-    assert "Cross-dataset transfer" in readme and "| resnet18 | synthetic-static |" in readme
+    assert "Cross-dataset transfer" in readme and "| resnet18_pretrained | synthetic-static |" in readme
     assert (boards / "x" / "transfer.png").stat().st_size > 5000
 
 

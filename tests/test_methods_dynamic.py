@@ -29,15 +29,20 @@ def _small(name: str, **kw):
     return METHODS.get(name).from_defaults(input_size=32, **kw)
 
 
-def test_registered_with_paper_records():
+def test_registered_with_metafiles():
     ial, gcsa = METHODS.get("ial_gca"), METHODS.get("gcsa_cai")
     assert ial is IALGCA and gcsa is GCSACAI
     assert ial.modality == gcsa.modality == "dynamic"
-    assert ial.paper.reported == {"dfew": {"uar": 55.71, "war": 69.24}, "ferv39k": {"uar": 35.82, "war": 48.54}}
-    assert ial.paper.reconstructed is False and "official code" in ial.paper.fidelity
-    assert gcsa.paper.reported == {} and gcsa.paper.reconstructed is True
-    assert gcsa.paper.doi == "10.19573/j.issn2095-0926.202403009"
-    assert gcsa.paper.fidelity.startswith("Reconstruction")
+    im, gm = ial.metafile(), gcsa.metafile()
+    assert {r.dataset: r.values for r in im.reported} == {"dfew": {"war": 69.24, "uar": 55.71},
+                                                         "ferv39k": {"war": 48.54, "uar": 35.82}}
+    assert im.reconstructed is False and "official code" in im.fidelity and im.code
+    assert gm.reported == () and gm.reconstructed is True
+    assert gm.doi == "10.19573/j.issn2095-0926.202403009"
+    assert gm.fidelity.startswith("Reconstruction")
+    # the official code has no FERV39K loader: every field is our assumption there
+    assert "architecture" in im.recipe.for_dataset("ferv39k").reconstructed()
+    assert im.recipe.for_dataset("dfew").reconstructed() == ["face_crop", "epochs"]
 
 
 @pytest.mark.parametrize("name", DYNAMIC)

@@ -61,7 +61,7 @@ def recalibrate_bn(model, x) -> None:
 
 
 # ------------------------------------------------------------------------------------- registry
-def test_registered_with_paper_records():
+def test_registered_with_metafiles():
     expected = {
         "angular_sknet": (48, 1, {"ckplus": {"war": 97.88}, "fer2013": {"war": 72.81}}),
         "stn_cbam_gelu": (48, 1, {}),
@@ -71,18 +71,18 @@ def test_registered_with_paper_records():
     }
     for name, (size, chans, reported) in expected.items():
         cls = METHODS.get(name)
-        assert cls.modality == "static"
+        meta = cls.metafile()
+        assert cls.modality == "static" and meta.kind == "paper"
         assert (cls.default_input_size, cls.default_in_chans) == (size, chans), name
-        assert cls.paper.reported == reported, name
-        assert cls.paper.reconstructed is True
-        assert "Reconstruct" in cls.paper.fidelity and cls.paper.citation
-    assert METHODS.get("stn_cbam_gelu").paper.doi == "10.1109/CISP-BMEI53629.2021.9624355"
-    assert METHODS.get("tcl_selective").paper.doi == "10.1109/CISS56502.2023.10089734"
-    assert METHODS.get("multiscale_ccl").paper.doi == "10.1088/1361-6501/ad191c"
-    assert "could not be read" in METHODS.get("tcl_selective").paper.fidelity
+        assert {r.dataset: r.values for r in meta.reported} == reported, name
+        assert meta.reconstructed is True
+        assert "Reconstruct" in meta.fidelity and meta.citation
+    assert METHODS.get("stn_cbam_gelu").metafile().doi == "10.1109/CISP-BMEI53629.2021.9624355"
+    assert METHODS.get("tcl_selective").metafile().doi == "10.1109/CISS56502.2023.10089734"
+    assert METHODS.get("multiscale_ccl").metafile().doi == "10.1088/1361-6501/ad191c"
+    assert "could not be read" in METHODS.get("tcl_selective").metafile().fidelity
 
 
-# ------------------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("name", STATIC)
 def test_forward_on_default_and_grey_rgb_48_inputs(name):
     cls = METHODS.get(name)
@@ -190,8 +190,9 @@ def test_tcl_has_two_optimisers_and_centres_only_in_their_own():
 
 
 def test_tcl_centre_step_is_sgd_on_the_unweighted_tcl_gradient():
-    """One manual-optimisation step with the network frozen (lr 0): centres move by exactly
-    -0.5 * dTCL/dc (the λ-weighted gradient divided by λ).  Prediction-based here; the overfit
+    """One manual-optimisation step with the network frozen (lr 0): centre j moves by exactly
+    -0.5 * dTCL/dc_j / (1 + n_j), the batch-summed TCL's gradient (the λ-weighted one divided by λ)
+    over one plus its class's count (Wen et al.'s update).  Prediction-based here; the overfit
     test trains fully-synthesized and the DDP test semi-synthesized, so each strategy trains."""
     L.seed_everything(0, verbose=False)
     model = METHODS.get("tcl_selective")(in_chans=3, input_size=32, strategy="prediction_based", optimizer="sgd",
@@ -201,7 +202,8 @@ def test_tcl_centre_step_is_sgd_on_the_unweighted_tcl_gradient():
     out = model.training_outputs(x, y)
     tcl = model.tcl(out["features"], y, logits=out["logits"])
     (grad,) = torch.autograd.grad(tcl, model.tcl.centers)
-    expected = model.tcl.centers.detach() - 0.5 * grad
+    counts = torch.bincount(y, minlength=7).float()
+    expected = model.tcl.centers.detach() - 0.5 * grad / (1 + counts)[:, None]
     assert grad.abs().max() > 1e-4
     fit(model, x, y, max_steps=1)
     assert torch.allclose(model.tcl.centers.detach(), expected, atol=1e-6)
@@ -284,15 +286,15 @@ def test_angular_sknet_attention_on_the_residual_branch():
 
 
 def test_angular_sknet_size_at_48_grey():
-    """Recorded in the paper record: 2.40 M parameters and 0.29 GMACs at 1x48x48 (ResNet-18: 11.2 M, 0.094 G)."""
+    """Recorded in the metafile: 2.40 M parameters and 0.29 GMACs at 1x48x48 (ResNet-18: 11.2 M, 0.094 G)."""
     from fer_bench.nn.complexity import complexity
 
     c = complexity(METHODS.get("angular_sknet")(in_chans=1, input_size=48))
     assert c == {"params": 2_395_680, "macs": 287_605_120}
     assert 2.0e6 <= c["params"] <= 2.5e6
-    r18 = complexity(METHODS.get("resnet18")(in_chans=1, input_size=48))
+    r18 = complexity(METHODS.get("resnet18_pretrained")(in_chans=1, input_size=48))
     assert c["params"] < 0.25 * r18["params"]
-    fidelity = METHODS.get("angular_sknet").paper.fidelity
+    fidelity = METHODS.get("angular_sknet").metafile().fidelity
     assert "2.40 M parameters" in fidelity and "0.29 GMACs" in fidelity and "11.2 M" in fidelity
 
 

@@ -227,7 +227,7 @@ def test_worker_defaults_from_the_machine(monkeypatch):
 
 
 def test_train_config_passes_speed_flags(tmp_path, dfew_release):
-    cfg = TrainConfig(method="resnet18", dataset="synthetic-static", cache_images="off", num_workers=0,
+    cfg = TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", cache_images="off", num_workers=0,
                       channels_last=True, clip_cache=str(tmp_path))
     dm, model = build(cfg)
     assert dm.cache_images == "off" and dm.num_workers == 0 and dm.channels_last
@@ -242,7 +242,7 @@ def test_train_config_passes_speed_flags(tmp_path, dfew_release):
 # -- GPU flags --------------------------------------------------------------------------
 def test_channels_last_changes_memory_format_not_results():
     torch.manual_seed(0)
-    cfg = dict(method="resnet18", dataset="synthetic-static", input_size=32, num_workers=0)
+    cfg = dict(method="resnet18_pretrained", dataset="synthetic-static", input_size=32, num_workers=0)
     _, ref = build(TrainConfig(**cfg))
     dm, cl = build(TrainConfig(**cfg, channels_last=True))
     cl.load_state_dict(ref.state_dict())
@@ -250,7 +250,7 @@ def test_channels_last_changes_memory_format_not_results():
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     assert not all(m.weight.is_contiguous(memory_format=torch.channels_last)
                    for m in ref.modules() if isinstance(m, torch.nn.Conv2d))
-    x = torch.rand(4, 1, 32, 32)
+    x = torch.rand(4, 3, 32, 32)  # the recipe's RGB input (a 1-channel batch is channels-last already)
     batch = dm.on_after_batch_transfer((x, torch.zeros(4, dtype=torch.long), torch.arange(4), []), 0)
     assert batch[0].is_contiguous(memory_format=torch.channels_last) and torch.equal(batch[0], x)
     ref.eval(), cl.eval()
@@ -261,7 +261,7 @@ def test_channels_last_changes_memory_format_not_results():
 def test_precision_flags():
     from fer_bench.cli import build_parser
 
-    args = build_parser().parse_args(["train", "--method", "resnet18", "--dataset", "synthetic-static",
+    args = build_parser().parse_args(["train", "--method", "resnet18_pretrained", "--dataset", "synthetic-static",
                                       "--precision", "bf16-mixed", "--channels-last", "--clip-cache", "/tmp/c",
                                       "--cache-images", "off"])
     assert (args.precision, args.channels_last, args.clip_cache, args.cache_images, args.num_workers) == \
@@ -270,5 +270,5 @@ def test_precision_flags():
         build_parser().parse_args(["train", "--method", "r", "--dataset", "d", "--precision", "fp8"])
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="bf16-mixed"):
-            build(TrainConfig(method="resnet18", dataset="synthetic-static", precision="16-mixed"))
-    build(TrainConfig(method="resnet18", dataset="synthetic-static", precision="bf16-mixed", num_workers=0))
+            build(TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", precision="16-mixed"))
+    build(TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", precision="bf16-mixed", num_workers=0))

@@ -22,18 +22,18 @@ def _one_line_exit_2(proc):
 @pytest.mark.parametrize("args, expected", [
     (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
     (["--batch-size", "x"], "--batch-size: expected an integer >= 1, got 'x'"),
-    (["-m", "lr=abc"], "-m lr: method resnet18 expects a number, got 'abc'"),
-    (["-m", "lrr=0.1"], "-m lrr: method resnet18 has no such argument"),
+    (["-m", "lr=abc"], "-m lr: method resnet18_pretrained expects a number, got 'abc'"),
+    (["-m", "lrr=0.1"], "-m lrr: method resnet18_pretrained has no such argument"),
     (["-m", "optimizer=lbfgs"], "-m optimizer: expected one of sgd, adam, adamw, got 'lbfgs'"),
     (["-d", "layout=zip"], "rafdb"),  # a dataset argument of the wrong value: the dataset names it
     (["-d", "frames=8"], "-d frames: dataset rafdb has no such argument"),
-    (["--tta", "vflip"], "--tta: expected one of none, hflip, got 'vflip'"),
+    (["--tta", "vflip"], "--tta: expected one of none, hflip, tencrop, got 'vflip'"),
     (["--precision", "8-true"], "--precision: expected one of"),
 ])
 def test_bad_train_values_exit_2_with_one_line_before_any_data_is_read(tmp_path, args, expected):
     # the root does not exist: an error about it would mean the data was looked at first
     missing = tmp_path / "no-such-rafdb"
-    proc = run_cli("train", "--method", "resnet18", "--dataset", "rafdb", "--root", str(missing), *args,
+    proc = run_cli("train", "--method", "resnet18_pretrained", "--dataset", "rafdb", "--root", str(missing), *args,
                    check=False, timeout=120)
     line = _one_line_exit_2(proc)
     assert expected in line, line
@@ -42,18 +42,20 @@ def test_bad_train_values_exit_2_with_one_line_before_any_data_is_read(tmp_path,
 
 
 @pytest.mark.parametrize("cell, expected", [
-    ("{method: resnet18, dataset: synthetic-static, batchsize: 4}", "found batchsize"),
-    ("{method: resnet18, dataset: synthetic-static, batch_size: 4x}", "batch_size: expected an integer >= 1, got '4x'"),
-    ("{method: resnet18, dataset: synthetic-static, tta: flip}", "tta: expected one of none, hflip, got 'flip'"),
-    ("{method: resnet18, dataset: synthetic-static, method_args: {lr: abc}}",
-     "method_args lr: method resnet18 expects a number, got 'abc'"),
-    ("{method: resnet18, dataset: synthetic-static, data_args: {frames: 4}}",
+    ("{method: resnet18_pretrained, dataset: synthetic-static, batchsize: 4}", "found batchsize"),
+    ("{method: resnet18_pretrained, dataset: synthetic-static, batch_size: 4x}",
+     "batch_size: expected an integer >= 1, got '4x'"),
+    ("{method: resnet18_pretrained, dataset: synthetic-static, tta: flip}",
+     "tta: expected one of none, hflip, tencrop, got 'flip'"),
+    ("{method: resnet18_pretrained, dataset: synthetic-static, method_args: {lr: abc}}",
+     "method_args lr: method resnet18_pretrained expects a number, got 'abc'"),
+    ("{method: resnet18_pretrained, dataset: synthetic-static, data_args: {frames: 4}}",
      "data_args frames: dataset synthetic-static has no such argument"),
-    ("{method: resnet18, dataset: synthetic-dynamic}", "is static but dataset 'synthetic-dynamic' is dynamic"),
+    ("{method: resnet18_pretrained, dataset: synthetic-dynamic}", "is static but dataset 'synthetic-dynamic' is dynamic"),
 ])
 def test_bad_suite_cells_exit_2_with_one_line_naming_the_cell(tmp_path, cell, expected):
     suite = tmp_path / "s.yaml"
-    suite.write_text(f"suite: s\ncells:\n  - {{method: resnet18, dataset: synthetic-static}}\n  - {cell}\n")
+    suite.write_text(f"suite: s\ncells:\n  - {{method: resnet18_pretrained, dataset: synthetic-static}}\n  - {cell}\n")
     proc = run_cli("bench", str(suite), "--leaderboards", str(tmp_path / "b"), "--run-dir", str(tmp_path / "r"),
                    check=False, timeout=120)
     line = _one_line_exit_2(proc)
@@ -62,12 +64,12 @@ def test_bad_suite_cells_exit_2_with_one_line_naming_the_cell(tmp_path, cell, ex
 
 
 def test_bad_override_is_refused_naming_the_flag():
-    jobs = [Job("resnet18", "synthetic-static", None, 0)]
+    jobs = [Job("resnet18_pretrained", "synthetic-static", None, 0)]
     with pytest.raises(UserError, match=r"-o max_epochs: expected an integer >= 1, got 0"):
         apply_overrides(jobs, {"max_epochs": 0})
     with pytest.raises(UserError, match=r"-o devices: cannot override"):
         apply_overrides(jobs, {"devices": 2})
-    with pytest.raises(UserError, match=r"-o method_args\.lr: method resnet18 expects a number"):
+    with pytest.raises(UserError, match=r"-o method_args\.lr: method resnet18_pretrained expects a number"):
         apply_overrides(jobs, {"method_args.lr": "fast"})
 
 
@@ -84,22 +86,22 @@ def test_every_setting_is_a_train_flag_and_the_right_ones_are_suite_keys():
         assert S.flag_of(name) in flags, name
         assert (name in S.SUITE_KEYS) == (kind in ("protocol", "run", "speed") or name in ("method", "dataset")), name
     # the defaults of the flags are the dataclass defaults: one source
-    ns = train.parse_args(["--method", "resnet18", "--dataset", "synthetic-static"])
-    assert S.config_from_args(ns) == S.TrainConfig(method="resnet18", dataset="synthetic-static")
+    ns = train.parse_args(["--method", "resnet18_pretrained", "--dataset", "synthetic-static"])
+    assert S.config_from_args(ns) == S.TrainConfig(method="resnet18_pretrained", dataset="synthetic-static")
 
 
 def test_speed_settings_do_not_change_the_config_hash_but_protocol_settings_do():
-    base = Job("resnet18", "synthetic-static", None, 0, settings={"batch_size": 16})
-    fast = Job("resnet18", "synthetic-static", None, 0,
+    base = Job("resnet18_pretrained", "synthetic-static", None, 0, settings={"batch_size": 16})
+    fast = Job("resnet18_pretrained", "synthetic-static", None, 0,
                settings={"batch_size": 16, "num_workers": 2, "channels_last": True, "cache_images": "off",
                          "max_unreadable": 0.05})
     assert fast.config_hash == base.config_hash
     assert fast.config().num_workers == 2 and fast.config().channels_last is True  # they do reach the run
     for change in ({"batch_size": 8}, {"tta": "hflip"}, {"method_args": {"lr": 0.1}}, {"max_epochs": 3}):
-        other = Job("resnet18", "synthetic-static", None, 0, settings={"batch_size": 16, **change})
+        other = Job("resnet18_pretrained", "synthetic-static", None, 0, settings={"batch_size": 16, **change})
         assert other.config_hash != base.config_hash, change
     # a default written out explicitly is the same protocol
-    assert Job("resnet18", "synthetic-static", None, 0, settings={"batch_size": 16, "tta": "none"}).config_hash \
+    assert Job("resnet18_pretrained", "synthetic-static", None, 0, settings={"batch_size": 16, "tta": "none"}).config_hash \
         == base.config_hash
 
 
@@ -161,7 +163,7 @@ def test_hflip_tta_averages_the_mirror_and_differs_on_an_asymmetric_model():
 def test_tta_reaches_the_run_and_its_record(tmp_path):
     from fer_bench.train import build
 
-    cfg = S.TrainConfig(method="resnet18", dataset="synthetic-static", tta="hflip", input_size=32,
+    cfg = S.TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", tta="hflip", input_size=32,
                         data_args={"train_per_class": 2, "val_per_class": 1, "test_per_class": 1})
     _, model = build(cfg)
     assert model.test_tta == "hflip"
@@ -170,7 +172,7 @@ def test_tta_reaches_the_run_and_its_record(tmp_path):
 def test_load_weights_sums_an_rgb_stem_into_a_grey_one(tmp_path):
     from fer_bench.methods import METHODS
 
-    model = METHODS.get("resnet18")(num_classes=7, in_chans=1, input_size=48)
+    model = METHODS.get("resnet18_pretrained")(num_classes=7, in_chans=1, input_size=48)
     g = torch.Generator().manual_seed(0)
     rgb = torch.randn(64, 3, 7, 7, generator=g)
     bn_weight = torch.rand(64, generator=g)

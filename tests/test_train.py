@@ -16,7 +16,7 @@ TINY = {"train_per_class": 10, "val_per_class": 4, "test_per_class": 7}
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(method="resnet18", dataset="synthetic-static", max_epochs=2, batch_size=16, input_size=32,
+    cfg = TrainConfig(method="resnet18_pretrained", dataset="synthetic-static", max_epochs=2, batch_size=16, input_size=32,
                       progress=False, out=str(out), data_args=TINY, seed=3)
     return cfg, run(cfg), out
 
@@ -37,7 +37,7 @@ def test_train_writes_valid_metrics_json(tiny_run):
     assert Path(m["checkpoint"]).exists() and Path(m["checkpoint"]).parent == out / "checkpoints"
     assert (out / "confusion.png").stat().st_size > 1000
     conf = yaml.safe_load((out / "config.yaml").read_text())
-    assert conf["run"]["method"] == "resnet18" and conf["hparams"]["input_size"] == 32
+    assert conf["run"]["method"] == "resnet18_pretrained" and conf["hparams"]["input_size"] == 32
     assert conf["protocol"]["input_size"] == 32
     assert (out / "logs" / "metrics.csv").exists()
 
@@ -67,7 +67,7 @@ def _single_process_eval(cfg_kwargs: dict, ckpt: str) -> dict:
 @pytest.mark.slow
 def test_two_process_ddp_train_matches_single_process_eval(tmp_path):
     out = tmp_path / "ddp"
-    args = ["train", "--method", "resnet18", "--dataset", "synthetic-static", "--devices", "2", "--accelerator",
+    args = ["train", "--method", "resnet18_pretrained", "--dataset", "synthetic-static", "--devices", "2", "--accelerator",
             "cpu", "--max-epochs", "1", "--batch-size", "8", "--input-size", "32", "--no-progress", "--seed", "1",
             "--out", str(out)] + [a for k, v in TINY.items() for a in ("-d", f"{k}={v}")]
     proc = run_cli(*args)
@@ -75,7 +75,7 @@ def test_two_process_ddp_train_matches_single_process_eval(tmp_path):
     assert m["world_size"] == 2
     assert m["n_test"] == 49  # odd: a DistributedSampler pads one duplicate
     assert "WAR" in proc.stdout and "UAR" in proc.stdout
-    ref = _single_process_eval(dict(method="resnet18", dataset="synthetic-static", input_size=32, seed=1,
+    ref = _single_process_eval(dict(method="resnet18_pretrained", dataset="synthetic-static", input_size=32, seed=1,
                                     data_args=TINY), m["checkpoint"])
     assert ref["n_evaluated"] == 49
     assert m["war"] == pytest.approx(ref["war"], abs=1e-6)
@@ -91,7 +91,7 @@ def test_unknown_names_list_the_valid_ones():
     proc = run_cli("train", "--method", "resnet19", "--dataset", "synthetic-static", check=False)
     assert proc.returncode == 2
     assert "unknown method 'resnet19'" in proc.stderr and "resnet18" in proc.stderr
-    proc = run_cli("train", "--method", "resnet18", "--dataset", "fer2014", check=False)
+    proc = run_cli("train", "--method", "resnet18_pretrained", "--dataset", "fer2014", check=False)
     assert proc.returncode == 2 and "synthetic-static" in proc.stderr
 
 
@@ -109,9 +109,8 @@ def test_list_json_has_every_method_and_dataset():
     names = {m["name"]: m for m in cat["methods"]}
     assert set(names) == set(METHODS.names())
     assert {d["name"] for d in cat["datasets"]} == set(DATASETS.names())
-    assert names["resnet18"]["params"] == 11_173_831  # torchvision resnet18, 1-channel stem, 7 classes
-    assert names["resnet18_lstm"]["reported"] == {"dfew": {"uar": 51.32, "war": 63.85},
-                                                   "ferv39k": {"uar": 30.92, "war": 42.59}}
+    assert names["resnet18_pretrained"]["params"] == 11_180_103  # torchvision resnet18, RGB stem, 7 classes
+    assert [(r["dataset"], r["uar"], r["war"]) for r in names["resnet18_lstm"]["reported"]] == [("ferv39k", 30.92, 42.59)]
     for m in cat["methods"]:
         assert m["params"] > 0 and m["modality"] in ("static", "dynamic") and m["citation"]
     syn = next(d for d in cat["datasets"] if d["name"] == "synthetic-static")

@@ -5,8 +5,14 @@ and published with ``os.link`` under the next free ``vNNN`` name.  ``link`` fail
 exists, so two suite runs finishing at once never share or overwrite a version, and a crash
 never leaves a partial ``vNNN.csv`` (at most a stray temporary file).
 
-Paper numbers live in ``leaderboards/papers.csv``, generated from the methods' ``paper``
-metadata (:func:`paper_rows`), never typed twice.
+Paper numbers live in ``leaderboards/papers.csv``, generated from the methods' metafiles
+(:func:`paper_rows`), never typed twice: a paper method's own numbers (``kind`` ``paper``) and a
+baseline's anchors, the numbers a named public source reports for it (``kind`` ``anchor``).
+
+Marks (:func:`cell_marks`): a difference to a paper's number is a reproduction only when it is
+unmarked — every recipe field it depends on published and matched, every protocol item of the
+number published and matched.  ``†`` the run deviates from a published field or protocol item,
+``‡`` the paper does not state a protocol item, ``§`` a field is fer_bench's reconstruction.
 """
 from __future__ import annotations
 
@@ -24,11 +30,13 @@ from fer_bench.files import atomic_write_text
 
 VERSION_RE = re.compile(r"^v(\d{3,})\.csv$")
 BASE_COLUMNS = [
-    "suite", "method", "dataset", "classes", "fold", "label_mode", "sampler", "input_size", "pretrained",
-    "tta", "seed", "war", "uar", "deviations", "paper_protocol",
+    "suite", "method", "dataset", "classes", "fold", "label_mode", "sampler", "input_size", "in_chans", "resize",
+    "epochs", "batch_size", "normalization", "augmentation", "frames", "short_clips", "pretrained", "tta", "seed",
+    "war", "uar", "deviations", "reconstructed", "paper_protocol",
 ]
 TAIL_COLUMNS = [
-    "best_epoch", "selection", "n_train", "n_val", "n_test", "skipped_files", "params", "train_seconds",
+    "best_epoch", "selection", "best_test_epoch", "best_test_war", "best_test_uar", "n_train", "n_val", "n_test",
+    "dropped_short_clips", "skipped_files", "params", "train_seconds",
     "devices", "nodes", "precision", "accelerator", "git_commit", "git_dirty", "torch_version",
     "lightning_version", "fer_bench_version", "config_hash", "started_at", "finished_at", "status", "error",
 ]
@@ -87,28 +95,42 @@ def read_version(folder: Path, version: str | None = None) -> pd.DataFrame:
 
 
 # -- paper numbers -----------------------------------------------------------------------
+PAPER_COLUMNS = ["method", "dataset", "classes", "metric", "value", "kind", "by", "protocol", "source"]
+
+
 def paper_rows() -> list[dict[str, Any]]:
-    """(method, dataset, metric, value, source) for every number a method's paper reports."""
+    """One row per number a method's metafile reports: its value, the class count it is for (if
+    stated), ``paper`` (the method's own paper) or ``anchor`` (a baseline's named public source),
+    its protocol items (``item=value [status]``) and its source."""
     from fer_bench.methods import METHODS
 
     rows = []
     for name, cls in METHODS.items():
-        for dataset, metrics in cls.paper.reported.items():
-            for metric, value in metrics.items():
-                src = cls.paper.citation + (f", doi {cls.paper.doi}" if cls.paper.doi else "")
-                rows.append({"method": name, "dataset": dataset, "metric": metric, "value": value, "source": src})
+        meta = cls.metafile()
+        for rep in meta.reported:
+            proto = "; ".join(f"{k}={item.value} [{item.status}]" for k, item in rep.protocol.items())
+            src = meta.citation + (f", doi {meta.doi}" if meta.doi else "") + f": {rep.source}"
+            for metric, value in rep.values.items():
+                rows.append({"method": name, "dataset": rep.dataset, "classes": rep.classes, "metric": metric,
+                             "value": value, "kind": "anchor" if meta.kind == "baseline" else "paper",
+                             "by": rep.by, "protocol": proto, "source": src})
     return rows
 
 
 def write_papers_csv(root: Path) -> Path:
     path = root / "papers.csv"
-    df = pd.DataFrame(paper_rows(), columns=["method", "dataset", "metric", "value", "source"])
+    df = pd.DataFrame(paper_rows(), columns=PAPER_COLUMNS)
+    df["classes"] = df["classes"].astype("Int64")
     atomic_write_text(path, df.to_csv(index=False))
     return path
 
 
-def read_papers(root: Path) -> dict[tuple[str, str, str], float]:
-    """``(method, dataset, metric) -> value`` from ``<root>/papers.csv`` (empty when absent).
+Papers = dict[tuple[str, str, Any, str], dict[str, Any]]
+
+
+def read_papers(root: Path) -> Papers:
+    """``(method, dataset, classes or None, metric) -> {"value", "kind", "by"}`` from
+    ``<root>/papers.csv`` (empty when absent; a file of the older layout without ``classes`` is read too).
 
     The leaderboard commands read paper numbers from this file, never from the methods, so
     that showing a table needs neither torch nor a model."""
@@ -116,12 +138,32 @@ def read_papers(root: Path) -> dict[tuple[str, str, str], float]:
     if not path.exists():
         return {}
     df = pd.read_csv(path)
-    return {(r.method, r.dataset, r.metric): float(r.value) for r in df.itertuples()}
+    out: Papers = {}
+    for r in df.to_dict("records"):
+        classes = r.get("classes")
+        classes = None if classes is None or (isinstance(classes, float) and math.isnan(classes)) else int(classes)
+        out[(r["method"], r["dataset"], classes, r["metric"])] = {
+            "value": float(r["value"]), "kind": _text(r.get("kind")) or "paper", "by": _text(r.get("by"))}
+    return out
 
 
-def paper_value(papers: dict[tuple[str, str, str], float], method: str, dataset: str, metric: str) -> float | None:
-    """The paper's number for a leaderboard method name (``method`` or ``method[variant]``)."""
-    return papers.get((method.split("[", 1)[0], dataset, metric))
+def paper_entry(papers: Papers, method: str, dataset: str, metric: str, classes: Any = None) -> dict[str, Any] | None:
+    """The paper's number for a leaderboard method name (``method`` or ``method[variant]``) on a
+    cell with ``classes`` classes: the one stated for that class count, else one stating none."""
+    base = method.split("[", 1)[0]
+    if classes is not None and not (isinstance(classes, float) and math.isnan(classes)):
+        hit = papers.get((base, dataset, int(classes), metric))
+        if hit is not None:
+            return hit
+        if any(k[0] == base and k[1] == dataset and k[3] == metric and k[2] is not None for k in papers):
+            return papers.get((base, dataset, None, metric))
+    return papers.get((base, dataset, None, metric)) or next(
+        (v for k, v in papers.items() if k[:2] == (base, dataset) and k[3] == metric and classes is None), None)
+
+
+def paper_value(papers: Papers, method: str, dataset: str, metric: str, classes: Any = None) -> float | None:
+    hit = paper_entry(papers, method, dataset, metric, classes)
+    return None if hit is None else hit["value"]
 
 
 # -- summaries -----------------------------------------------------------------------------
@@ -176,12 +218,75 @@ def _text(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
-def summarise(df: pd.DataFrame, papers: dict[tuple[str, str, str], float] | None = None) -> pd.DataFrame:
+def _items(series: pd.Series | None, sep: str = ";") -> list[str]:
+    """The distinct ``sep``-separated entries of a column, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for v in (series if series is not None else []):
+        for part in _text(v).split(sep):
+            if part.strip():
+                seen.setdefault(part.strip(), None)
+    return list(seen)
+
+
+def _field_of(deviation: str) -> str:
+    """The recipe field a deviation is about (``loss_weights.ial_weight 0.2≠0.1`` -> ``loss_weights``;
+    the format of :func:`fer_bench.methods.metafile.deviations`)."""
+    return deviation.split(" ", 1)[0].split(".", 1)[0]
+
+
+DEVIATES, NOT_STATED, RECONSTRUCTED = "†", "‡", "§"
+LEGEND = {
+    DEVIATES: "the run deviates from a published field of the paper's recipe or protocol (which: notes)",
+    NOT_STATED: "the paper does not state a protocol item of its number, or we only read it off the dataset "
+                "(which: notes)",
+    RECONSTRUCTED: "a recipe field the number depends on is fer_bench's reconstruction: we reproduce our reading, "
+                   "not the paper (which: notes)",
+}
+
+
+def cell_marks(g: pd.DataFrame) -> dict[str, Any]:
+    """What keeps a cell's difference to its paper's number from being a reproduction.
+
+    From the rows' ``deviations`` (recipe fields whose value differs), ``reconstructed`` (relevant
+    fields that are fer_bench's reading) and ``paper_protocol`` (:func:`fer_bench.methods.metafile.
+    paper_protocol`): ``†`` for a deviation from a *published* field or a protocol item that
+    differs, ``‡`` for a protocol item not stated, ``§`` for a reconstructed field.  Rows without a
+    ``reconstructed`` column (older versions) count every deviation as one from a published field.
+    Returns the marks, the notes that say why, and ``reproduction`` (no mark, protocol stated)."""
+    devs = _items(g.get("deviations"))
+    has_recon = "reconstructed" in g
+    recon = _items(g.get("reconstructed")) if has_recon else []
+    published_devs = [d for d in devs if _field_of(d) not in recon]
+    proto = _items(g.get("paper_protocol"), sep="|")
+    differs = [p[len("differs ("):-1] for part in proto for p in part.split("; ") if p.startswith("differs (")]
+    missing = [p[len("not stated ("):-1] for part in proto for p in part.split("; ") if p.startswith("not stated (")]
+    marks, notes = "", []
+    if published_devs or differs:
+        marks += DEVIATES
+        notes.append(f"{DEVIATES} deviates: " + "; ".join(published_devs + differs))
+    if missing:
+        marks += NOT_STATED
+        notes.append(f"{NOT_STATED} paper protocol not stated: " + ", ".join(dict.fromkeys(
+            x.strip() for m in missing for x in m.split(","))))
+    if recon:
+        marks += RECONSTRUCTED
+        shown = ", ".join(recon[:4]) + (f" + {len(recon) - 4} more" if len(recon) > 4 else "")
+        notes.append(f"{RECONSTRUCTED} reconstructed: {shown}")
+    other = [d for d in devs if d not in published_devs]
+    if other:
+        notes.append("deviates from reconstructed fields: " + "; ".join(other))
+    return {"marks": marks, "notes": "; ".join(notes), "deviations": "; ".join(devs),
+            "reconstructed": "; ".join(recon), "paper_protocol": " | ".join(proto),
+            "reproduction": not marks and proto == ["stated"]}
+
+
+def summarise(df: pd.DataFrame, papers: Papers | None = None) -> pd.DataFrame:
     """Mean ± std over seeds and folds of WAR and UAR per method × dataset (ok runs only),
-    in percent, with the paper's number (from ``papers``, see :func:`read_papers`), the
-    difference, and whether that difference may be read as a reproduction (``reproduction``):
-    only when no run of the cell deviates from its method's recipe and the paper states the
-    protocol of its number (the row columns ``deviations`` and ``paper_protocol``)."""
+    in percent, with the paper's number (from ``papers``, see :func:`read_papers`: the one for
+    the cell's class count), the difference, and the marks of :func:`cell_marks` (``marks``,
+    ``notes``, ``reproduction``).  With ``--test-every-epoch`` rows, also the best-test-epoch
+    means and ``test_gap_war`` / ``test_gap_uar``: how much choosing the checkpoint on test
+    would have added."""
     papers = papers or {}
     df = trained_rows(df)
     ok = df[df["status"] == "ok"] if "status" in df else df
@@ -189,20 +294,21 @@ def summarise(df: pd.DataFrame, papers: dict[tuple[str, str, str], float] | None
     for (method, dataset), g in ok.groupby(["method", "dataset"], sort=True):
         rec: dict[str, Any] = {"method": method, "dataset": dataset, "runs": len(g),
                                "seeds": len(set(g["seed"])), "protocol": protocol_tag(g)}
+        classes = g["classes"].iloc[0] if "classes" in g else None
         for m in ("war", "uar"):
             vals = 100 * g[m].astype(float)
             rec[m] = vals.mean()
             rec[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
             rec[f"{m}_ci"] = combined_halfwidth(g, m)
-            paper = paper_value(papers, method, dataset, m)
-            rec[f"paper_{m}"] = paper
-            rec[f"diff_{m}"] = None if paper is None else rec[m] - paper
-        devs = sorted({d.strip() for v in g.get("deviations", pd.Series(dtype=object)) for d in _text(v).split(";")
-                       if d.strip()})
-        proto = sorted({_text(v) for v in g.get("paper_protocol", pd.Series(dtype=object)) if _text(v)})
-        rec["deviations"] = "; ".join(devs)
-        rec["paper_protocol"] = "; ".join(proto)
-        rec["reproduction"] = not devs and proto == ["stated"]
+            entry = paper_entry(papers, method, dataset, m, classes)
+            rec[f"paper_{m}"] = None if entry is None else entry["value"]
+            rec[f"paper_{m}_by"] = "" if entry is None or entry["kind"] != "anchor" else entry["by"] or "anchor"
+            rec[f"diff_{m}"] = None if entry is None else rec[m] - entry["value"]
+            best = f"best_test_{m}"
+            if best in g and g[best].notna().all():
+                rec[best] = 100 * g[best].astype(float).mean()
+                rec[f"test_gap_{m}"] = rec[best] - rec[m]
+        rec.update(cell_marks(g))
         out.append(rec)
     failed = df[df["status"] != "ok"] if "status" in df else df.iloc[0:0]
     for (method, dataset), g in failed.groupby(["method", "dataset"], sort=True):
@@ -221,18 +327,21 @@ def _fmt(v: Any, std: Any = None) -> str:
     return s
 
 
-DEVIATES, NOT_STATED = "†", "‡"
-
-
-def _diff_cell(r, metric: str) -> str:
+def diff_cell(r, metric: str) -> str:
+    """``Δ`` with the cell's marks; plain only for a reproduction."""
     d = r.get(f"diff_{metric}")
     if d is None or (isinstance(d, float) and math.isnan(d)):
         return ""
     if r.get("reproduction"):
         return _fmt(d)
-    mark = DEVIATES if _text(r.get("deviations")) else ""
-    mark += NOT_STATED if _text(r.get("paper_protocol")) != "stated" else ""
-    return f"{_fmt(d)} {mark}"
+    return f"{_fmt(d)} {_text(r.get('marks'))}".rstrip()
+
+
+def paper_cell(r, metric: str) -> str:
+    """The paper's number; a baseline anchor names its source (``86.54 (DACL)``)."""
+    v = _fmt(r.get(f"paper_{metric}"))
+    by = _text(r.get(f"paper_{metric}_by"))
+    return f"{v} ({by})" if v and by else v
 
 
 def _mean_cell(r, metric: str) -> str:
@@ -246,27 +355,35 @@ def _mean_cell(r, metric: str) -> str:
 
 def markdown_table(summary: pd.DataFrame) -> str:
     """The README table.  A difference to a paper's number is plain only for a reproduction
-    (the paper's recipe and a stated protocol); otherwise it carries † (the recipe deviates:
-    the notes column says how) and/or ‡ (the paper does not state the protocol of its number)."""
-    head = ("| method | dataset | WAR % | paper WAR | Δ WAR | UAR % | paper UAR | Δ UAR | runs | protocol | notes |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    (the paper's recipe and protocol, published and matched); otherwise it carries the marks of
+    :func:`cell_marks`, and the notes column says why."""
+    gap = "test_gap_war" in summary and summary["test_gap_war"].notna().any()
+    head = ("| method | dataset | WAR % | paper WAR | Δ WAR | UAR % | paper UAR | Δ UAR | runs | protocol | notes |"
+            + (" test-selected WAR (gap) |" if gap else "") + "\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if gap else "") + "\n")
     lines = []
     for _, r in summary.iterrows():
         if r.get("runs", 0) == 0:
-            lines.append(f"| {r['method']} | {r['dataset']} | {r.get('status', 'failed')} | | | | | | 0 | | |")
+            lines.append(f"| {r['method']} | {r['dataset']} | {r.get('status', 'failed')} | | | | | | 0 | | |"
+                         + (" |" if gap else ""))
             continue
-        notes = []
-        if _text(r.get("deviations")):
-            notes.append(f"{DEVIATES} deviates: {r['deviations']}")
-        proto = _text(r.get("paper_protocol"))
-        if proto and proto != "stated" and (_text(r.get("paper_war")) or _text(r.get("paper_uar"))):
-            notes.append(f"{NOT_STATED} paper protocol {proto}")
-        lines.append(
-            f"| {r['method']} | {r['dataset']} | {_mean_cell(r, 'war')} | {_fmt(r['paper_war'])} | "
-            f"{_diff_cell(r, 'war')} | {_mean_cell(r, 'uar')} | {_fmt(r['paper_uar'])} | "
-            f"{_diff_cell(r, 'uar')} | {r['runs']} | {r['protocol']} | {'; '.join(notes)} |"
-        )
+        line = (f"| {r['method']} | {r['dataset']} | {_mean_cell(r, 'war')} | {paper_cell(r, 'war')} | "
+                f"{diff_cell(r, 'war')} | {_mean_cell(r, 'uar')} | {paper_cell(r, 'uar')} | "
+                f"{diff_cell(r, 'uar')} | {r['runs']} | {r['protocol']} | {_text(r.get('notes'))} |")
+        if gap:
+            best = r.get("best_test_war")
+            line += f" {_fmt(best)} (+{r['test_gap_war']:.2f}) |" if _text(best) else " |"
+        lines.append(line)
     return head + "\n".join(lines) + "\n"
+
+
+def legend() -> str:
+    """One line per mark, and what an unmarked difference means."""
+    return ("Δ = ours − paper. Unmarked: every recipe field and protocol item the number depends on is published "
+            "and the run matches it: a reproduction.\n"
+            + "".join(f"- {mark} = {text}\n" for mark, text in LEGEND.items())
+            + "- a baseline's paper column is an anchor: the number the named public source reports for that "
+              "baseline (`leaderboards/papers.csv`).\n")
 
 
 def write_readme(folder: Path, suite: str) -> Path:
@@ -283,10 +400,8 @@ def write_readme(folder: Path, suite: str) -> Path:
         f"sampling error: mean ± 1.96·sqrt(s²/n + mean σ_b²), s the std of the n runs, σ_b each run's\n"
         f"stratified-bootstrap standard error (1,000 resamples of its test predictions),\n"
         f"checkpoints chosen on validation ({row.get('selection', 'val')}), the test split evaluated once.\n"
-        f"Paper columns come from `leaderboards/papers.csv` (the methods' metadata); empty where the\n"
-        f"paper reports no number. Δ = ours − paper; it is a reproduction only when unmarked: {DEVIATES} = the\n"
-        f"run deviates from the method's recipe (notes: field ours≠recipe), {NOT_STATED} = the paper does not\n"
-        f"state the protocol of its number (class count or split).\n\n"
+        f"Paper columns come from `leaderboards/papers.csv` (the methods' metafiles); empty where the\n"
+        f"paper reports no number.\n\n" + legend() + "\n"
         f"Code: fer_bench {row.get('fer_bench_version', '')}, git {str(row.get('git_commit', ''))[:10]}"
         f"{' (dirty)' if str(row.get('git_dirty')) == 'True' else ''}, torch {row.get('torch_version', '')}, "
         f"lightning {row.get('lightning_version', '')}; {row.get('devices', '')} device(s) × "

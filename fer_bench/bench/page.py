@@ -75,13 +75,14 @@ def _colour(pct: float | None) -> str:
 
 
 def _summary_table(summary: pd.DataFrame) -> str:
+    gap = "test_gap_war" in summary and summary["test_gap_war"].notna().any()
     head = ["method", "dataset", "WAR %", "WAR 95 %", "paper WAR", "Δ WAR", "UAR %", "UAR 95 %", "paper UAR",
-            "Δ UAR", "runs", "protocol", "notes"]
+            "Δ UAR", "runs", "protocol", "notes"] + (["test-selected WAR", "gap WAR", "gap UAR"] if gap else [])
     rows = []
     for _, r in summary.iterrows():
         if r.get("runs", 0) == 0:
             rows.append(f"<tr><td class='t'>{_esc(r['method'])}</td><td class='t'>{_esc(r['dataset'])}</td>"
-                        f"<td colspan='11' class='t'>{_esc(r.get('status'))}</td></tr>")
+                        f"<td colspan='{len(head) - 2}' class='t'>{_esc(r.get('status'))}</td></tr>")
             continue
         cells = [_cell(r["method"], cls="t"), _cell(r["dataset"], cls="t")]
         for m in ("war", "uar"):
@@ -90,18 +91,15 @@ def _summary_table(summary: pd.DataFrame) -> str:
                 f"[{max(0.0, r[m] - half):.2f}, {min(100.0, r[m] + half):.2f}]"
             cells.append(_cell(r[m], f"{r[m]:.2f} ± {r[f'{m}_std']:.2f}"))
             cells.append(_cell(half, ci))
-            cells.append(_cell(r.get(f"paper_{m}")))
-            diff = lb._diff_cell(r, m)
-            mark = diff.split(" ", 1)[1] if " " in diff else ""
-            num = diff.split(" ", 1)[0]
+            cells.append(_cell(r.get(f"paper_{m}"), html.escape(lb.paper_cell(r, m))))
+            diff = lb.diff_cell(r, m)
+            num, _, mark = diff.partition(" ")
             cells.append(_cell(r.get(f"diff_{m}"), f"{html.escape(num)} <span class='mark'>{html.escape(mark)}</span>"))
-        notes = []
-        if lb._text(r.get("deviations")):
-            notes.append(f"{lb.DEVIATES} deviates: {r['deviations']}")
-        proto = lb._text(r.get("paper_protocol"))
-        if proto and proto != "stated":
-            notes.append(f"{lb.NOT_STATED} paper protocol {proto}")
-        cells += [_cell(r["runs"]), _cell(r["protocol"], cls="t"), _cell("; ".join(notes), cls="t")]
+        cells += [_cell(r["runs"]), _cell(r["protocol"], cls="t"), _cell(lb._text(r.get("notes")), cls="t")]
+        if gap:
+            cells += [_cell(r.get("best_test_war"), lb._fmt(r.get("best_test_war"))),
+                      _cell(r.get("test_gap_war"), lb._fmt(r.get("test_gap_war"))),
+                      _cell(r.get("test_gap_uar"), lb._fmt(r.get("test_gap_uar")))]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ("<table class='sortable'><thead><tr>" + "".join(f"<th class='t'>{h}</th>" if i in (0, 1, 11, 12)
                                                               else f"<th>{h}</th>" for i, h in enumerate(head))
@@ -163,7 +161,7 @@ def _reliability(df: pd.DataFrame) -> str:
 def _runs_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr data-job='" + html.escape(str(r["job"])) + "'>" + "".join(_cell(r[c]) for c in cols) + "</tr>"
+    body = "".join("<tr data-job='" + html.escape(str(r.get("job", ""))) + "'>" + "".join(_cell(r[c]) for c in cols) + "</tr>"
                    for _, r in df.iterrows())
     return f"<table class='sortable' id='runs'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -180,8 +178,9 @@ def write_page(folder: Path, suite: str, version: str | None = None) -> Path:
         f"<p class='note'>{len(df)} rows (one per job) from <code>{v}.csv</code>. Mean ± std over seeds and folds; "
         "95 % = an interval for the mean holding seed spread and the test set's sampling error (stratified "
         "bootstrap of each run's predictions). Checkpoints chosen on validation, test split evaluated once. "
-        f"A difference to a paper's number is a reproduction only when unmarked: {lb.DEVIATES} the run deviates "
-        f"from the method's recipe, {lb.NOT_STATED} the paper does not state its protocol. Click a column to sort.</p>"
+        "Click a column to sort.</p><p class='note'>" + html.escape(lb.legend()).replace("\n", "<br>")
+        + "Test-selected WAR (when the suite ran with <code>test_every_epoch</code>): the test score of the best "
+        "test epoch, what a paper that keeps its best test epoch reports; the gap is how much that overstates.</p>"
         "<h2>Summary</h2>" + _summary_table(summary)
         + "<h2>Per-class recall (%, mean over runs)</h2>" + _recall_heatmaps(df)
         + "<h2>Cross-dataset transfer (WAR %)</h2>" + _transfer(df)

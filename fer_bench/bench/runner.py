@@ -65,37 +65,35 @@ def pretrained_tag(weights: str | None) -> str:
 
 
 def paper_protocol(method_cls, dataset: str, classes: int | None = None) -> str:
-    """Whether the paper states the protocol of its number on ``dataset``: ``stated``,
-    ``not stated (classes, split)``, ``differs (classes 7≠8)``, or ``""`` (no paper number)."""
-    recipe = method_cls.recipe()
-    proto = recipe.protocols.get(dataset) if recipe is not None else None
-    if not proto:
-        return ""
-    missing = [k for k in ("classes", "split") if proto[k].status == "not stated"]
-    if missing:
-        return f"not stated ({', '.join(missing)})"
-    want = proto["classes"].value
-    if classes is not None and isinstance(want, int) and int(classes) != want:
-        return f"differs (classes {int(classes)}≠{want})"
-    return "stated"
+    """How a run compares with the protocol of its paper's number on ``dataset``
+    (:func:`fer_bench.methods.metafile.paper_protocol`): ``stated``, ``not stated (split, tta)``,
+    ``differs (classes 7≠8, selection validation≠best test epoch)``, or ``""`` (no paper number)."""
+    from fer_bench.methods.metafile import paper_protocol as compare
+
+    meta = method_cls.metafile()
+    return compare(meta, dataset, classes) if meta is not None else ""
 
 
 def base_row(suite: str, job: Job, cfg: TrainConfig, method_cls) -> dict[str, Any]:
-    """The leaderboard row of a job before it runs: what it claims comes from its config."""
+    """The leaderboard row of a job before it runs: what it claims comes from its config,
+    resolved against the method's recipe for the dataset (:func:`fer_bench.resolve.resolve`)."""
     import lightning
     import torch
 
-    from fer_bench.train import run_deviations
+    from fer_bench.resolve import resolve
 
-    da = cfg.data_args
+    r = resolve(cfg)
+    da = r.data_args
     return {
         "suite": suite, "method": job.row_method, "dataset": job.dataset, "kind": "train", "eval_dataset": job.dataset,
         "classes": da.get("classes"),  # replaced by the run's own class count when it finishes
-        "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": da.get("sampler"),
-        "input_size": cfg.input_size or method_cls.default_input_size,
-        "pretrained": pretrained_tag(cfg.weights), "tta": cfg.tta,
+        "fold": job.fold, "label_mode": da.get("label_mode"), "sampler": r.actual.get("sampler"),
+        "input_size": r.input_size, "in_chans": r.in_chans, "resize": da.get("resize"), "epochs": r.max_epochs,
+        "batch_size": r.batch_size, "normalization": da.get("normalization"), "augmentation": da.get("augmentation"),
+        "frames": r.actual.get("frames"), "short_clips": da.get("short_clips"),
+        "pretrained": pretrained_tag(cfg.weights), "tta": r.tta,
         "seed": job.seed, "selection": f"val/{cfg.monitor}", "precision": cfg.precision,
-        "deviations": "; ".join(run_deviations(cfg)),
+        "deviations": "; ".join(r.deviations), "reconstructed": "; ".join(r.reconstructed),
         "paper_protocol": paper_protocol(method_cls, job.dataset, da.get("classes")),
         "torch_version": torch.__version__, "lightning_version": lightning.__version__,
         "fer_bench_version": fer_bench.__version__, "config_hash": job.config_hash, "job": job.key,
@@ -142,8 +140,10 @@ def cross_rows(job: Job, row: dict[str, Any], res: dict[str, Any], rf: RunFolder
 
 
 def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
-    """Jobs whose recipe pre-trains get the recipe's weights when they are available (see
-    :func:`run_suite`); ``mode`` ``required`` drops the others with one line per cell."""
+    """Jobs whose recipe pre-trains get the recipe's weights when they are available, else the first
+    available of that entry's ``alternatives`` (``msceleb-resnet18`` -> ``imagenet-resnet18``; the row
+    then lists ``init imagenet-resnet18≠msceleb-resnet18``); see :func:`run_suite`.  ``mode``
+    ``required`` drops the jobs with none of them, with one line per cell."""
     from dataclasses import replace as dc_replace
 
     from fer_bench.errors import UserError, verify_choice
@@ -160,24 +160,32 @@ def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:
         if init == "scratch" or j.settings.get("weights") or init not in WEIGHTS:
             out.append(j)
             continue
-        try:
-            resolve(init)
-        except UserError as e:
+        chosen, why = None, ""
+        for name in (init, *WEIGHTS.get(init).alternatives):
+            try:
+                resolve(name)
+            except UserError as e:
+                why = why or str(e)
+                continue
+            chosen = name
+            break
+        if chosen is None:
             if mode == "required":
                 if j.cell not in said:
-                    echo(f"skip: {j.row_method}/{j.dataset}: its recipe starts from {init}, not available ({e})")
+                    echo(f"skip: {j.row_method}/{j.dataset}: its recipe starts from {init}, not available ({why})")
                     said.add(j.cell)
                 continue
             out.append(j)
             continue
-        out.append(dc_replace(j, settings={**j.settings, "weights": init}))
+        out.append(dc_replace(j, settings={**j.settings, "weights": chosen}))
     return out
 
 
 PAPER_INIT_MODES = ("if-available", "required", "never")
 # what a finished row copies from the run's result: intervals, calibration, cost, its predictions
 ROW_FROM_RESULT = ("macs", "war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll", "bootstrap_resamples",
-                   "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions")
+                   "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions", "best_test_epoch",
+                   "best_test_war", "best_test_uar")
 
 
 def plan_run(
@@ -277,7 +285,8 @@ def execute_job(rf: RunFolder, launch: dict[str, Any], job: Job, root: str | Non
         if not (math.isfinite(res["war"]) and math.isfinite(res["uar"])):
             raise FloatingPointError("non-finite test metrics")
         proto = res.get("protocol", {})
-        row.update(label_mode=proto.get("label_mode", row["label_mode"]), sampler=proto.get("sampler", row["sampler"]))
+        row.update(label_mode=proto.get("label_mode", row["label_mode"]), sampler=proto.get("sampler", row["sampler"]),
+                   dropped_short_clips=sum((proto.get("dropped_short_clips") or {}).values()) or None)
         row.update(paper_protocol=paper_protocol(method_cls, job.dataset, len(res["classes"])))
         row.update(status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
                    best_epoch=res["best_epoch"], resumed_at_epoch=res["resumed_at_epoch"],

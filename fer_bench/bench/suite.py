@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,19 @@ class Job:
         """Every protocol setting of the job, defaults filled in (what a row records)."""
         return S.protocol_of(self.config())
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
-        """Hash of everything that defines the cell's numbers (not the fold or seed, not speed)."""
-        d = {"method": self.method, "dataset": self.dataset, "label": self.label, **self.protocol}
+        """Hash of everything that defines the cell's numbers (not the fold or seed, not speed): the
+        job's settings resolved against its method's recipe for the dataset (:func:`fer_bench.resolve.
+        resolve`), so that a recipe's default written out is the same cell and a changed recipe a new one."""
+        from fer_bench.resolve import resolve
+
+        cfg = self.config()
+        r = resolve(cfg)
+        d = {"method": self.method, "dataset": self.dataset, "label": self.label,
+             **{k: getattr(cfg, k) for k in ("precision", "monitor", "limit_per_class", "weights")},
+             "input_size": r.input_size, "in_chans": r.in_chans, "batch_size": r.batch_size, "tta": r.tta,
+             "hparams": r.hparams, "data_args": r.data_args}
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     @property
@@ -194,7 +204,8 @@ def load_suite(path: str | Path) -> Suite:
         for c in cross:
             if DATASETS.get(c).info.modality != METHODS.get(merged["method"]).modality:
                 raise DataFormatError(path, f"{where}: cross_eval datasets of the method's modality", found=c)
-        method, dataset = merged.pop("method"), merged.pop("dataset")
+        # an alias (an old name kept for files outside the package) runs as the method it names
+        method, dataset = METHODS.canonical(merged.pop("method")), merged.pop("dataset")
         try:
             settings = {k: _checked(k, v, f"{path}, {where}") for k, v in merged.items()}
             for fold in folds:

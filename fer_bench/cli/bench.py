@@ -34,13 +34,30 @@ def _print_frame(df, title: str) -> None:
 
 
 def show_summary(folder: Path, version: str | None = None) -> None:
+    """The summary of a leaderboard version, each difference to a paper's number with its marks
+    (:func:`fer_bench.bench.leaderboard.cell_marks`) and the notes that say why, then the legend."""
+    import pandas as pd
+
     from fer_bench.bench import leaderboard as lb
 
     df = lb.read_version(folder, version)
     s = lb.summarise(df, lb.read_papers(folder.parent))
-    cols = [c for c in ("method", "dataset", "war", "war_std", "paper_war", "diff_war", "uar", "uar_std",
-                        "paper_uar", "diff_uar", "runs", "protocol", "status") if c in s.columns]
-    _print_frame(s[cols], f"{folder.name} {df.attrs['version']} (%, mean ± std over seeds and folds)")
+    shown = []
+    for _, r in s.iterrows():
+        rec = {"method": r["method"], "dataset": r["dataset"]}
+        if r.get("runs", 0) == 0:
+            shown.append({**rec, "status": r.get("status")})
+            continue
+        for m in ("war", "uar"):
+            rec[m.upper()] = lb._fmt(r[m], r[f"{m}_std"])
+            rec[f"paper {m.upper()}"] = lb.paper_cell(r, m)
+            rec[f"Δ {m.upper()}"] = lb.diff_cell(r, m)
+        rec.update(runs=r["runs"], protocol=r["protocol"], notes=lb._text(r.get("notes")))
+        if lb._text(r.get("test_gap_war")):
+            rec["test-selected WAR (gap)"] = f"{r['best_test_war']:.2f} (+{r['test_gap_war']:.2f})"
+        shown.append(rec)
+    _print_frame(pd.DataFrame(shown), f"{folder.name} {df.attrs['version']} (%, mean ± std over seeds and folds)")
+    print(lb.legend(), end="")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -18,18 +18,15 @@ def catalogue() -> dict[str, list[dict[str, Any]]]:
     for name, cls in METHODS.items():
         model = cls.from_defaults()
         cost = complexity(model)
+        meta = cls.metafile().as_dict()  # citation, kind, every reported number with its protocol, recipe, fidelity
         methods.append({
             "name": name,
             "modality": cls.modality,
-            "citation": cls.paper.citation,
-            "doi": cls.paper.doi,
-            "reported": cls.paper.reported,
-            "reconstructed": cls.paper.reconstructed,
-            "fidelity": cls.paper.fidelity,
+            **{k: v for k, v in meta.items() if k != "method"},
+            "metafile": str(cls.metafile().path),
             "input": f"{model.in_chans}x{model.input_size}x{model.input_size}",
             "params": cost["params"],
             "macs": cost["macs"],  # multiply-accumulates of one forward at the method's input size
-            "recipe": cls.recipe().as_dict(),
         })
     datasets = [
         {"name": name, "modality": cls.info.modality, "classes": list(cls.classes), "protocol": cls.info.protocol}
@@ -46,7 +43,8 @@ def print_recipe(method: str) -> None:
 
     from fer_bench.methods import METHODS
 
-    recipe = METHODS.get(method).recipe()
+    meta = METHODS.get(method).metafile()
+    recipe = meta.recipe
     console = Console() if Console().is_terminal else Console(width=200)
 
     def show(title: str, items: dict) -> None:
@@ -54,14 +52,17 @@ def print_recipe(method: str) -> None:
         for col in ("field", "value", "status", "source"):
             t.add_column(col, overflow="fold")
         for k, item in items.items():
-            t.add_row(k, escape(str(item.value)), item.status, escape(item.source))
+            source = item.source + (f" (fer_bench: {item.ours})" if item.ours else "")
+            t.add_row(k, escape(str(item.value)), item.status, escape(source))
         console.print(t)
 
-    show(f"{method}: recipe", recipe.fields)
+    show(f"{method}: recipe ({meta.path})", recipe.fields)
     for dataset, fields in recipe.datasets.items():
         show(f"{method}: recipe on {dataset}", fields)
-    for dataset, proto in recipe.protocols.items():
-        show(f"{method}: the paper's protocol on {dataset}", proto)
+    for rep in meta.reported:
+        numbers = ", ".join(f"{k.upper()} {v}" for k, v in rep.values.items())
+        kind = f"anchor by {rep.by}" if meta.kind == "baseline" else "reported"
+        show(f"{method}: {kind} on {rep.dataset}: {numbers} ({rep.source}); its protocol", rep.protocol)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -85,13 +86,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # pipes and logs: do not fold names into 80 columns
         console = Console(width=200)
     t = Table(title="methods")
-    for col in ("name", "modality", "input", "params", "MACs", "reported (%)", "citation"):
+    for col in ("name", "kind", "modality", "input", "params", "MACs", "reported (%)", "citation"):
         t.add_column(col, overflow="fold")
     for m in cat["methods"]:
-        rep = "; ".join(f"{d}: " + ", ".join(f"{k.upper()} {v}" for k, v in r.items()) for d, r in m["reported"].items())
+        rep = "; ".join(f"{r['dataset']}" + (f"-{r['classes']}" if r["classes"] else "") + ": "
+                        + ", ".join(f"{k.upper()} {r[k]}" for k in ("war", "uar") if k in r)
+                        + (f" ({r['by']})" if r["by"] else "") for r in m["reported"])
         cite = m["citation"] + (" [reconstruction]" if m["reconstructed"] else "")
-        t.add_row(m["name"], m["modality"], m["input"], f"{m['params'] / 1e6:.2f}M", f"{m['macs'] / 1e9:.3f}G",
-                  rep or "-", cite)
+        t.add_row(m["name"], m["kind"], m["modality"], m["input"], f"{m['params'] / 1e6:.2f}M",
+                  f"{m['macs'] / 1e9:.3f}G", rep or "-", cite)
     console.print(t)
     t = Table(title="datasets")
     for col in ("name", "modality", "classes", "protocol"):

@@ -39,7 +39,8 @@ draws training samples with :class:`torch.utils.data.WeightedRandomSampler`, wei
 ``1 / count(class)`` per sample, ``len(train)`` draws per epoch with replacement, from a
 generator seeded with the run's seed.  Lightning wraps a custom sampler in a
 ``DistributedSamplerWrapper`` under DDP, so each rank draws its share.  The sampler is
-recorded in ``protocol_args`` (``sampler=none`` is the default).
+recorded in ``protocol_args`` (``sampler=uniform``, shuffled batches, is the default; ``none`` is
+accepted as its former name).
 
 Scale: ~290k rows are indexed without touching an image.  The CSV is read in chunks of
 100,000 rows with only the six needed columns (``usecols``: the landmark column, most of the
@@ -86,7 +87,7 @@ TRAIN_CSV, TEST_CSV = "training.csv", "validation.csv"
 IMAGE_DIRS: tuple[str, ...] = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images")
 NPY_SETS: dict[str, str] = {"train": "train_set", "test": "val_set"}
 LAYOUTS = ("auto", "csv", "npy")
-SAMPLERS = ("none", "balanced")
+SAMPLERS = ("uniform", "balanced")
 CHUNK_ROWS = 100_000
 
 
@@ -275,18 +276,19 @@ class AffectNet(FERDataModule):
         "static",
         "manually annotated images; classes=7 (codes 0-6) or 8 (0-7), codes 8-10 dropped; face box crop; "
         "test = the official validation set (500 per class); validation carved from training; "
-        "sampler=balanced|none (recorded)",
+        "sampler=balanced|uniform (recorded)",
         citation="A. Mollahosseini, B. Hasani, M. H. Mahoor, \"AffectNet\", IEEE Trans. Affective Computing 2019",
     )
     default_input_size = 224
     default_in_chans = 3
 
-    def __init__(self, root: str | None = None, *, classes: int = 7, sampler: str = "none", layout: str = "auto",
+    def __init__(self, root: str | None = None, *, classes: int = 7, sampler: str = "uniform", layout: str = "auto",
                  **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if isinstance(classes, bool):
             raise UserError(f"affectnet: classes must be one of 7, 8, got {classes!r}")
         verify_choice(classes, "classes", (7, 8), where="affectnet")
+        sampler = "uniform" if sampler == "none" else sampler  # the former name of shuffled batches
         verify_choice(sampler, "sampler", SAMPLERS, where="affectnet")
         verify_choice(layout, "layout", LAYOUTS, where="affectnet")
         self.classes = CANONICAL_CLASSES if int(classes) == 7 else CANONICAL_CLASSES_8

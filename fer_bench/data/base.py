@@ -29,6 +29,9 @@ from fer_bench.data.cache import (
 from fer_bench.data.transforms import AUGMENTATIONS, NORMALIZATIONS, build_transform
 from fer_bench.errors import UnreadableSample, UserError, verify_choice
 
+#: test-time augmentations whose views the model takes itself from a larger test image
+MODEL_CROPPED_TTA: tuple[str, ...] = ("tencrop",)
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -215,6 +218,8 @@ class FERDataModule(L.LightningDataModule):
         channels_last: bool = False,
         augmentation: str = "default",
         normalization: str = "none",
+        resize: int | None = None,
+        tta: str = "none",
     ) -> None:
         super().__init__()
         if self.requires_root and root is None:
@@ -242,6 +247,12 @@ class FERDataModule(L.LightningDataModule):
         where = getattr(self, "registry_name", type(self).__name__)
         self.augmentation = verify_choice(augmentation, "augmentation", AUGMENTATIONS, where=where)
         self.normalization = verify_choice(normalization, "normalization", tuple(NORMALIZATIONS), where=where)
+        # protocol: the side images are resized to before the input-size crop (the recipe's ``resize``), and
+        # the test-time augmentation, whose ten crops need the whole resized test image
+        if resize is not None and (isinstance(resize, bool) or int(resize) < self.input_size):
+            raise UserError(f"{where}: resize must be an integer >= the input size {self.input_size}, got {resize!r}")
+        self.resize = int(resize) if resize is not None else None
+        self.tta = tta
         self.splits: dict[str, SplitDataset] = {}
 
     # -- to implement -------------------------------------------------------------------
@@ -263,7 +274,7 @@ class FERDataModule(L.LightningDataModule):
         """Everything that changes the number; recorded in config.yaml and leaderboards."""
         return {"fold": self.fold, "limit_per_class": self.limit, "input_size": self.input_size,
                 "in_chans": self.in_chans, "classes": len(self.classes), "augmentation": self.augmentation,
-                "normalization": self.normalization}
+                "normalization": self.normalization, "resize": self.resize, "tta": self.tta}
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -281,14 +292,15 @@ class FERDataModule(L.LightningDataModule):
         va_pos = limit_per_class(dataset_labels(val), va_pos, self.limit, self.seed + 1)
         te_pos = limit_per_class(dataset_labels(test), np.arange(len(test)), self.limit, self.seed + 2)
         train, val, test = self._cached(((train, tr_pos), (val, va_pos), (test, te_pos)))
-        def mk(train_mode: bool):
+        def mk(train_mode: bool, crop: bool = True):
             return build_transform(train=train_mode, input_size=self.input_size, in_chans=self.in_chans,
-                                   augmentation=self.augmentation, normalization=self.normalization)
+                                   augmentation=self.augmentation, normalization=self.normalization,
+                                   resize=self.resize, crop=crop)
 
         self.splits = {
             "train": SplitDataset(train, tr_pos, mk(True)),
             "val": SplitDataset(val, va_pos, mk(False)),
-            "test": SplitDataset(test, te_pos, mk(False)),
+            "test": SplitDataset(test, te_pos, mk(False, crop=self.tta not in MODEL_CROPPED_TTA)),
         }
 
     def _cached(self, parts) -> list[Dataset]:

@@ -21,13 +21,13 @@ Temporal sampling (:func:`sample_indices`, used by DFEW and FERV39K alike)
     DFEW protocol (Jiang et al., ACM MM 2020; ``shared/datasets.md``): 16 frames per clip;
     training takes one random frame per segment, sorted; testing takes the uniform
     ``linspace(0, n-1, 16)``; clips shorter than 16 frames repeat frames.  This is the
-    segment sampling of TSN (Wang et al., ECCV 2016) as used by the official IAL code
-    (Li et al., AAAI 2023, ``dataset_DFEW.py``: ``_get_train_indices`` picks
-    ``seg * (n // 16) + randint(n // 16)``, ``_get_test_indices`` the segment centres
-    ``int(n/32 + n/16 * seg)``).  Two deliberate differences from that code: segment
-    bounds here are ``floor(k n / S)`` so the last ``n mod S`` frames are not ignored, and
-    clips with fewer than ``S`` frames are kept (the IAL code drops them from its lists and
-    would otherwise repeat frame 0) and repeat frames as described in :func:`sample_indices`.
+    segment sampling of TSN (Wang et al., ECCV 2016); fer_bench's segment bounds are
+    ``floor(k n / S)``, so the last ``n mod S`` frames are not ignored.  A method's recipe can
+    name its official code's rules instead (DataModule arguments ``train_frames``,
+    ``test_frames``, ``short_clips``): the IAL code's (``dataset_DFEW.py``: segments of
+    ``n // 16`` frames, segment centres, clips under 16 frames dropped from both lists) and the
+    DFEW baseline code's (``DFEW_Dataset.py``: 16 distinct random frames sorted, ``linspace``
+    truncated, short clips looped).
 
 Errors
     A missing file or folder, a zero-byte or undecodable video, a folder without frames or
@@ -95,11 +95,20 @@ FRAME_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 # --------------------------------------------------------------------------------------
 # temporal sampling
 # --------------------------------------------------------------------------------------
-EVAL_FRAMES: tuple[str, ...] = ("linspace", "segment-centre")
+EVAL_FRAMES: tuple[str, ...] = ("linspace", "linspace-floor", "segment-centre")
+TRAIN_FRAMES: tuple[str, ...] = ("segment", "segment-tsn", "random-sorted")
+SHORT_CLIPS: tuple[str, ...] = ("repeat", "drop", "loop")
+
+
+def _repeat_short(n: int, s: int) -> np.ndarray:
+    """Every frame of a clip shorter than ``s``, in order, repeated: segment ``k`` takes frame
+    ``floor(k n / s)`` (``n=5, s=16``: ``0,0,0,0,1,1,1,2,2,2,3,3,3,4,4,4``)."""
+    return (np.arange(s, dtype=np.int64) * n) // s
 
 
 def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
-                   rng: np.random.Generator | None = None, eval_frames: str = "linspace") -> np.ndarray:
+                   rng: np.random.Generator | None = None, eval_frames: str = "linspace",
+                   train_frames: str = "segment", short_clips: str = "repeat") -> np.ndarray:
     """Frame indices (int64, ``num_segments`` of them, sorted) to take from a clip.
 
     DFEW protocol (``shared/datasets.md``; Jiang et al., ACM MM 2020): 16 frames per clip,
@@ -107,7 +116,7 @@ def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
     clips repeat frames.  Segment sampling as in TSN and the official IAL code
     (Li et al., AAAI 2023, ``dataset_DFEW.py``), see the module docstring.
 
-    ``train=True`` (segment sampling)
+    ``train=True``, ``train_frames="segment"`` (fer_bench's segment sampling)
         ``[0, n)`` is cut into ``S = num_segments`` segments
         ``[floor(k n / S), floor((k+1) n / S))``, ``k = 0..S-1``; one frame is drawn
         uniformly from each segment with ``rng`` (a fresh unseeded generator when ``None``).
@@ -116,32 +125,61 @@ def sample_indices(num_frames: int, num_segments: int = 16, *, train: bool,
         frame and the rule becomes deterministic: segment ``k`` takes frame
         ``floor(k n / S)``, i.e. every frame is repeated ``floor(S/n)`` or ``ceil(S/n)``
         times, in order (``n=5, S=16``: ``0,0,0,0,1,1,1,2,2,2,3,3,3,4,4,4``).
-    ``train=False`` (uniform)
+    ``train_frames="segment-tsn"`` (the official IAL / TSN rule, ``_get_train_indices``)
+        ``k * (n // S) + randint(n // S)``: segments of ``n // S`` frames from the start, so
+        the last ``n mod S`` frames are never drawn.  ``n < S``: the repeat rule above.
+    ``train_frames="random-sorted"`` (the official DFEW loader, ``DFEW_Dataset.py``)
+        ``S`` distinct frames drawn uniformly from the whole clip, sorted.  ``n < S``: the
+        repeat rule above.
+    ``train=False`` (``eval_frames="linspace"``, uniform)
         ``linspace(0, n-1, S)`` rounded half up (``floor(x + 0.5)``; with ``S = 16`` no value
         is ever exactly half-way since ``S - 1 = 15`` is odd).  Short clips repeat frames
         naturally (``n=5``: ``0,0,1,1,1,1,2,2,2,2,3,3,3,3,4,4``); ``rng`` is ignored.
-    ``train=False, eval_frames="segment-centre"`` (the official IAL test sampling)
+    ``eval_frames="linspace-floor"`` (the official DFEW loader)
+        ``linspace(0, n-1, S)`` truncated to integers (``np.linspace(...).astype(int)``).
+    ``eval_frames="segment-centre"`` (the official IAL test sampling)
         the centre of each segment, ``floor((2k + 1) n / 2S)``: for ``n > S`` this is the
         official ``int(tick/2 + tick*k)`` with ``tick = n/S`` (``dataset_DFEW.py``,
         ``_get_test_indices``), computed in integers.  For ``n <= S`` the official code takes
         frame 0 sixteen times; here the same rule goes on (every frame in order, repeated),
         since the official lists drop clips under 16 frames and the rule is then undefined.
+    ``short_clips="loop"`` (the official DFEW loader), for ``n < S``
+        the clip's frame list is concatenated with itself until it holds at least ``S``
+        (``n * ceil(S / n)`` positions), the rule above picks positions in it, and a position
+        ``p`` is frame ``p mod n`` (so the picked frames may wrap round to the start).
+        ``repeat`` and ``drop`` leave the index rule as described (``drop`` removes such clips
+        from the lists before any sampling: :meth:`ClipDataModule.clip_splits`).
     """
     n, s = int(num_frames), int(num_segments)
     if n < 1:
         raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
     if s < 1:
         raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    verify_choice(short_clips, "short_clips", SHORT_CLIPS)
+    if short_clips == "loop" and n < s:
+        looped = n * -(-s // n)
+        pos = sample_indices(looped, s, train=train, rng=rng, eval_frames=eval_frames, train_frames=train_frames)
+        return pos % n
     if train:
-        k = np.arange(s, dtype=np.int64)
-        lo = (k * n) // s
-        hi = np.maximum(((k + 1) * n) // s, lo + 1)
+        verify_choice(train_frames, "train_frames", TRAIN_FRAMES)
         if rng is None:
             rng = np.random.default_rng()
+        if n < s and train_frames != "segment":
+            return _repeat_short(n, s)
+        if train_frames == "random-sorted":
+            return np.sort(rng.choice(n, size=s, replace=False)).astype(np.int64)
+        k = np.arange(s, dtype=np.int64)
+        if train_frames == "segment-tsn":
+            step = n // s
+            return k * step + rng.integers(0, step, size=s)
+        lo = (k * n) // s
+        hi = np.maximum(((k + 1) * n) // s, lo + 1)
         idx = rng.integers(lo, hi)  # high exclusive, one draw per segment
     elif verify_choice(eval_frames, "test_frames", EVAL_FRAMES) == "segment-centre":
         k = np.arange(s, dtype=np.int64)
         idx = ((2 * k + 1) * n) // (2 * s)
+    elif eval_frames == "linspace-floor":
+        idx = np.linspace(0, n - 1, s).astype(np.int64)
     else:
         idx = np.floor(np.linspace(0.0, n - 1, s) + 0.5)
     return np.asarray(idx, dtype=np.int64)
@@ -208,14 +246,16 @@ def _open_video(path: str | os.PathLike):
 
 def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: bool,
                     rng: np.random.Generator | None = None, grey: bool = False,
-                    eval_frames: str = "linspace") -> np.ndarray:
+                    eval_frames: str = "linspace", train_frames: str = "segment",
+                    short_clips: str = "repeat") -> np.ndarray:
     """Sampled frames of a video file: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
 
     Only the sampled indices are decoded (``VideoReader.get_batch``).
     """
     path, vr, n = _open_video(path)
     try:
-        idx = sample_indices(n, num_segments, train=train, rng=rng, eval_frames=eval_frames)
+        idx = sample_indices(n, num_segments, train=train, rng=rng, eval_frames=eval_frames,
+                             train_frames=train_frames, short_clips=short_clips)
 
         def read(uniq: np.ndarray) -> np.ndarray:
             batch = vr.get_batch(uniq.tolist())  # noqa: F821  (vr is deleted after the reads, in finally)
@@ -242,14 +282,16 @@ def _first_line(e: BaseException) -> str:
 
 def read_frame_folder_clip(folder: str | os.PathLike, num_segments: int = 16, *, train: bool,
                            rng: np.random.Generator | None = None, grey: bool = False,
-                           eval_frames: str = "linspace") -> np.ndarray:
+                           eval_frames: str = "linspace", train_frames: str = "segment",
+                           short_clips: str = "repeat") -> np.ndarray:
     """Sampled frames of a frame folder: uint8 ``[T,H,W,3]`` RGB (``[T,H,W]`` when ``grey``).
 
     Only the sampled files are decoded.  A frame whose size differs from the first sampled
     frame's is resized to it (``cv2.INTER_AREA``) so that the clip stacks.
     """
     files = list_frames(folder)
-    idx = sample_indices(len(files), num_segments, train=train, rng=rng, eval_frames=eval_frames)
+    idx = sample_indices(len(files), num_segments, train=train, rng=rng, eval_frames=eval_frames,
+                         train_frames=train_frames, short_clips=short_clips)
 
     def read(uniq: np.ndarray) -> np.ndarray:
         imgs = [decode_image(files[i], grey=grey) for i in uniq]
@@ -262,10 +304,25 @@ def read_frame_folder_clip(folder: str | os.PathLike, num_segments: int = 16, *,
 
 
 def read_clip(source: str | os.PathLike, num_segments: int = 16, *, train: bool,
-              rng: np.random.Generator | None = None, grey: bool = False, eval_frames: str = "linspace") -> np.ndarray:
+              rng: np.random.Generator | None = None, grey: bool = False, eval_frames: str = "linspace",
+              train_frames: str = "segment", short_clips: str = "repeat") -> np.ndarray:
     """A video file (by extension, see :data:`VIDEO_EXTENSIONS`) or a frame folder."""
     reader = read_video_clip if is_video_file(source) else read_frame_folder_clip
-    return reader(source, num_segments, train=train, rng=rng, grey=grey, eval_frames=eval_frames)
+    return reader(source, num_segments, train=train, rng=rng, grey=grey, eval_frames=eval_frames,
+                  train_frames=train_frames, short_clips=short_clips)
+
+
+def count_frames(source: str | os.PathLike) -> int | None:
+    """The number of frames of a clip (a video's ``len``, a folder's frame files), ``None`` when it
+    cannot be read (the readers then report it as unreadable)."""
+    try:
+        if is_video_file(source):
+            _, vr, n = _open_video(source)
+            del vr
+            return n
+        return len(list_frames(source))
+    except UnreadableSample:
+        return None
 
 
 def decode_all_frames(source: str | os.PathLike, grey: bool = False) -> np.ndarray:
@@ -311,7 +368,8 @@ class ClipDataset(Dataset):
 
     def __init__(self, sources: Sequence[str | os.PathLike], labels: Sequence[int] | np.ndarray, *,
                  frames: int = 16, train: bool, grey: bool = False, seed: int = 0,
-                 cache: ClipCache | None = None, eval_frames: str = "linspace") -> None:
+                 cache: ClipCache | None = None, eval_frames: str = "linspace", train_frames: str = "segment",
+                 short_clips: str = "repeat") -> None:
         if len(sources) != len(labels):
             raise ValueError(f"sources ({len(sources)}) and labels ({len(labels)}) differ in length")
         if int(frames) < 1:
@@ -324,6 +382,8 @@ class ClipDataset(Dataset):
         self.seed = int(seed)
         self.cache = cache
         self.eval_frames = verify_choice(eval_frames, "test_frames", EVAL_FRAMES)
+        self.train_frames = verify_choice(train_frames, "train_frames", TRAIN_FRAMES)
+        self.short_clips = verify_choice(short_clips, "short_clips", SHORT_CLIPS)
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -335,10 +395,11 @@ class ClipDataset(Dataset):
             every = self.cache.frames(source, self.grey, decode_all_frames)
             if every is not None:
                 idx = sample_indices(len(every), self.frames, train=self.train, rng=rng,
-                                     eval_frames=self.eval_frames)
+                                     eval_frames=self.eval_frames, train_frames=self.train_frames,
+                                     short_clips=self.short_clips)
                 return np.ascontiguousarray(every[idx])
         return read_clip(source, self.frames, train=self.train, rng=rng, grey=self.grey,
-                         eval_frames=self.eval_frames)
+                         eval_frames=self.eval_frames, train_frames=self.train_frames, short_clips=self.short_clips)
 
     def _rng(self, i: int) -> np.random.Generator:
         draw = int(torch.randint(0, 2 ** 62, (1,)).item())
@@ -372,14 +433,19 @@ class ClipDataModule(FERDataModule):
     default_in_chans: ClassVar[int] = 3
 
     def __init__(self, root: str | None = None, *, frames: int = 16, clip_cache: str | None = None,
-                 test_frames: str = "linspace", **kwargs: Any) -> None:
+                 test_frames: str = "linspace", train_frames: str = "segment", short_clips: str = "repeat",
+                 **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if isinstance(frames, bool) or int(frames) < 1:
             raise UserError(f"frames must be a positive integer (frames per clip), got {frames!r}")
         self.frames = int(frames)
-        # how val/test frames are placed: DFEW's linspace, or IAL's segment centres
+        # protocol: how training and val/test frames are placed (sample_indices), and what happens to a clip
+        # shorter than `frames` (repeat its frames, loop it, or drop it from every split as the IAL code does)
         where = getattr(self, "registry_name", type(self).__name__)
         self.test_frames = verify_choice(test_frames, "test_frames", EVAL_FRAMES, where=where)
+        self.train_frames = verify_choice(train_frames, "train_frames", TRAIN_FRAMES, where=where)
+        self.short_clips = verify_choice(short_clips, "short_clips", SHORT_CLIPS, where=where)
+        self.dropped_short: dict[str, int] = {}
         # optional on-disk uint8 cache of decoded frames (fer_bench.data.cache); not a protocol
         # argument: a cached clip equals an uncached one bit for bit
         self.clip_cache = ClipCache(clip_cache) if clip_cache else None
@@ -388,26 +454,46 @@ class ClipDataModule(FERDataModule):
                     test_sources: Sequence[str], test_labels: Sequence[int]) -> dict[str, Dataset]:
         """Train (random segment frames), carved val and test (uniform frames) datasets."""
         train_labels = np.asarray(train_labels, dtype=np.int64)
+        test_labels = np.asarray(test_labels, dtype=np.int64)
+        if self.short_clips == "drop":
+            train_sources, train_labels = self._drop_short("train", train_sources, train_labels)
+            test_sources, test_labels = self._drop_short("test", test_sources, test_labels)
         tr, va = stratified_split(train_labels, self.val_fraction, self.seed)
 
         def make(sources: Sequence[str], labels: np.ndarray, train: bool) -> ClipDataset:
             return ClipDataset(sources, labels, frames=self.frames, train=train, grey=self.in_chans == 1,
-                               seed=self.seed, cache=self.clip_cache, eval_frames=self.test_frames)
+                               seed=self.seed, cache=self.clip_cache, eval_frames=self.test_frames,
+                               train_frames=self.train_frames, short_clips=self.short_clips)
 
         return {
             "train": make([train_sources[i] for i in tr], train_labels[tr], True),
             "val": make([train_sources[i] for i in va], train_labels[va], False),
-            "test": make(list(test_sources), np.asarray(test_labels, dtype=np.int64), False),
+            "test": make(list(test_sources), test_labels, False),
         }
+
+    def _drop_short(self, split: str, sources: Sequence[str], labels: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The clips of ``split`` with at least ``frames`` frames (``short_clips=drop``, the official IAL
+        list parser's ``int(item[1]) >= 16``); an unreadable clip is kept, to be counted when read."""
+        keep = [i for i, src in enumerate(sources) if (n := count_frames(src)) is None or n >= self.frames]
+        self.dropped_short[split] = len(sources) - len(keep)
+        return [sources[i] for i in keep], labels[keep]
 
     def protocol_args(self) -> dict[str, Any]:
         args = super().protocol_args()
+        train_rule = {"segment": "one random frame per segment (sorted)",
+                      "segment-tsn": "one random frame per segment of n // frames frames (TSN)",
+                      "random-sorted": "`frames` distinct random frames, sorted"}[self.train_frames]
+        test_rule = {"linspace": "linspace(0, n-1, frames) rounded", "linspace-floor": "linspace(0, n-1, frames) truncated",
+                     "segment-centre": "the centre of each of `frames` segments"}[self.test_frames]
+        short_rule = {"repeat": "short clips repeat frames", "loop": "short clips loop",
+                      "drop": f"clips under `frames` frames dropped ({self.dropped_short or 'counted at setup'})"}
         args.update(
             frames=self.frames,
+            train_frames=self.train_frames,
             test_frames=self.test_frames,
-            temporal_sampling="train: one random frame per segment (sorted); val/test: "
-                              + ("linspace(0, n-1, frames) rounded" if self.test_frames == "linspace"
-                                 else "the centre of each of `frames` segments") + "; short clips repeat frames",
+            short_clips=self.short_clips,
+            dropped_short_clips=dict(self.dropped_short),
+            temporal_sampling=f"train: {train_rule}; val/test: {test_rule}; {short_rule[self.short_clips]}",
             val_split=f"{self.val_fraction:g} of the training clips, stratified, seed {self.seed}",
         )
         return args

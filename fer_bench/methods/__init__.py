@@ -3,11 +3,11 @@
 import importlib
 import pkgutil
 
-from fer_bench.methods.base import FERMethod, PaperRecord, count_params
+from fer_bench.methods.base import FERMethod, count_params
 from fer_bench.registry import METHODS
 
 for _m in pkgutil.iter_modules(__path__):
-    if _m.name not in ("base",):
+    if _m.name not in ("base", "metafile", "margin"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
-__all__ = ["FERMethod", "PaperRecord", "count_params", "METHODS"]
+__all__ = ["FERMethod", "count_params", "METHODS"]

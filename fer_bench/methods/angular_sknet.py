@@ -10,8 +10,8 @@ that low-level features carry high-level semantics; few parameters; an angular-d
 loss that separates classes and compacts each class.  Reported accuracy: CK+ 97.88 %,
 FER2013 72.81 %.
 
-Everything below the abstract level is a **reconstruction** (``/work/shared/papers.md``
-section 1), because the full text is not public:
+Everything below the abstract level is a **reconstruction**, because the full text is not
+public (recorded in the method's metafile, ``fer_bench/methods/metafiles/angular_sknet.yaml``):
 
 (revised reconstruction: the first one, widths 64-128-256-512 with the attention on the block
 input, had 8.7 M parameters and 0.85 GMACs at 48x48, against the paper's "few parameters")
@@ -36,7 +36,7 @@ input, had 8.7 M parameters and 0.85 GMACs at 48x48, against the paper's "few pa
 Size at 1x48x48, 7 classes (``fer_bench.nn.complexity``): 2,395,680 parameters and
 287,605,120 MACs (0.29 G; the mask's 3x3 conv 256 -> 64 on the upsampled 24x24 map alone is
 85 M of them), against torchvision ResNet-18 at 48x48 grey: 11,173,831 parameters,
-94,346,752 MACs.  The papers.md target is "about 2-2.5 M and about 0.2 GMACs".
+94,346,752 MACs.  The reconstruction's target is "about 2-2.5 M and about 0.2 GMACs".
 """
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_bench.methods.base import PaperRecord
 from fer_bench.methods.margin import MarginCentreMethod
 from fer_bench.nn.blocks import DotProductResidualBlock, LowLevelFeatureMask, ScheduledDropBlock2d, conv_bn_act
 from fer_bench.nn.losses import ArcFaceLoss, CenterCosineLoss, CosineClassifier
@@ -61,27 +60,6 @@ class AngularSKNet(MarginCentreMethod):
     margin_attr = "arcface"
     default_input_size = 48
     default_in_chans = 1
-    paper = PaperRecord(
-        citation="SU Zhiming, WANG Lie, \"Facial expression recognition based on angular distance loss function "
-        "and convolutional neural network\" (基于角度距离损失与小尺度核网络的表情识别), Telecommunication "
-        "Engineering (电讯技术) 2021, 61(4): 396-402",
-        reported={"ckplus": {"war": 97.88}, "fer2013": {"war": 72.81}},
-        fidelity="Reconstruction: only the abstract is public. Stated and followed: 3x3 kernels only, dot-product "
-        "residual blocks with spatial pyramid attention, DropBlock, low-level feature masking, an angular-distance "
-        "loss. Reconstructed (revised; the first reconstruction had widths 64-128-256-512 and SPA on the block input: "
-        "8.7 M parameters, 0.85 GMACs at 48x48): widths 32-64-128-256 with one 3x3 conv-BN-ReLU + one residual block "
-        "per stage, 2x2 max-pool between stages; out = relu(x + F(x)*SPA(F(x))), F two 3x3 conv-BN, SPA on the "
-        "residual branch (SPANet pooling 1x1/2x2/4x4, bias-free FC 21C -> C/16 -> C, sigmoid); every convolution "
-        "3x3, the mask's included; torchvision DropBlock2d "
-        "after stages 3 and 4 (block 3, p ramped linearly 0 -> 0.1 over the epochs); stage-2 map masked by "
-        "sigmoid(conv3x3(upsampled stage-4 map)), pooled and concatenated with the stage-4 features before a "
-        "512-d embedding; loss = ArcFace (s=30, m=0.35) + 0.1 * mean(1 - cos(f, c_y)) with learnable centres. "
-        "Optimiser (SGD 0.01, momentum 0.9, wd 5e-4, cosine, 100 epochs) chosen here: the paper's is not public. "
-        "Paper protocols are not stated; fer_bench uses CK+ 10-fold subject-independent and FER2013 PrivateTest. "
-        "Size at 1x48x48, 7 classes: 2.40 M parameters (2,395,680), 0.29 GMACs (287,605,120; the mask conv is 85 M "
-        "of them); torchvision ResNet-18 at 48x48 grey: 11.2 M parameters, 0.094 GMACs.",
-        reconstructed=True,
-    )
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), embedding_dim: int = 512,
                  arc_s: float = 30.0, arc_m: float = 0.35, center_weight: float = 0.1,

@@ -1,4 +1,4 @@
-"""Base LightningModule of every method, and the paper metadata record it carries.
+"""Base LightningModule of every method; what its paper says lives in its metafile.
 
 A method subclass reads like its paper: it builds its network in ``__init__``, returns class
 logits from ``forward`` and, when the paper's loss needs more than logits (embeddings,
@@ -6,12 +6,17 @@ auxiliary heads), returns them from :meth:`FERMethod.training_outputs` and combi
 :meth:`FERMethod.compute_loss`.  Everything else — metrics, the train/val/test steps,
 optimiser and scheduler from hyper-parameters, ``predict_step`` — is shared here once.
 
+The paper's citation, its reported numbers with their protocols, the training recipe and the
+fidelity notes are data: ``metafiles/<method>.yaml`` beside the method's module
+(:mod:`fer_bench.methods.metafile`), read by :meth:`FERMethod.metafile`.
+
 Selection honesty: validation metrics are logged as ``val/war`` and ``val/uar`` and are the
 only ones a checkpoint callback may monitor; the test split is evaluated once, at the end.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
@@ -23,42 +28,26 @@ from fer_bench.errors import verify_choice
 from fer_bench.metrics import FERMetrics, FERScores
 from fer_bench.nn.complexity import count_params  # noqa: F401  (re-exported by fer_bench.methods)
 from fer_bench.nn.functional import soft_cross_entropy
+from fer_bench.nn.tta import mean_softmax_log
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
-SCHEDULERS: tuple[str, ...] = ("cosine", "step", "none")
-
-
-@dataclass(frozen=True)
-class PaperRecord:
-    """What a method's paper says, and how faithful this implementation is.
-
-    ``reported`` maps dataset name -> metric ("war"/"uar") -> percentage, exactly as
-    published; a number that is not public is simply absent (never invented).
-    ``fidelity`` says which parts are reconstructions rather than the published recipe.
-    """
-
-    citation: str
-    doi: str = ""
-    url: str = ""
-    reported: dict[str, dict[str, float]] = field(default_factory=dict)
-    fidelity: str = ""
-    reconstructed: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+SCHEDULERS: tuple[str, ...] = ("cosine", "step", "exponential", "none")
 
 
 class FERMethod(L.LightningModule):
-    """Base of every method: owns its metrics, steps, optimiser and paper record.
+    """Base of every method: owns its metrics, steps and optimiser; its metafile holds the paper's side.
 
     Hyper-parameters (all saved in the checkpoint): ``num_classes``, ``in_chans``,
     ``input_size``, ``classes``, ``optimizer`` (``sgd``/``adam``/``adamw``), ``lr``,
-    ``weight_decay``, ``momentum``, ``scheduler`` (``cosine``/``step``/``none``),
-    ``step_size``, ``gamma``, ``max_epochs``, ``label_smoothing``, plus the subclass's own.
+    ``weight_decay``, ``momentum``, ``scheduler`` (``cosine``; ``step``: the lr times ``gamma``
+    every ``step_size`` epochs, counted from ``step_start``; ``exponential``: times ``gamma``
+    every epoch; ``none``), ``grad_clip`` (each gradient element clamped to ±value; 0: off),
+    ``max_epochs``, ``label_smoothing``, plus the subclass's own.
     """
 
     modality: ClassVar[str] = "static"
-    paper: ClassVar[PaperRecord] = PaperRecord(citation="")
+    #: the metafile (:mod:`fer_bench.methods.metafile`); default ``metafiles/<name>.yaml`` beside the module
+    metafile_path: ClassVar[str | None] = None
     default_input_size: ClassVar[int] = 48
     default_in_chans: ClassVar[int] = 1
     default_hparams: ClassVar[dict[str, Any]] = {}  # registered methods take theirs from their recipe
@@ -78,6 +67,8 @@ class FERMethod(L.LightningModule):
         scheduler: str = "cosine",
         step_size: int = 10,
         gamma: float = 0.1,
+        step_start: int = 0,
+        grad_clip: float = 0.0,
         max_epochs: int = 10,
         label_smoothing: float = 0.0,
         **method_kwargs: Any,
@@ -91,7 +82,8 @@ class FERMethod(L.LightningModule):
         self.save_hyperparameters(
             dict(num_classes=num_classes, in_chans=in_chans, input_size=input_size, classes=classes,
                  optimizer=optimizer, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                 scheduler=scheduler, step_size=step_size, gamma=gamma, max_epochs=max_epochs,
+                 scheduler=scheduler, step_size=step_size, gamma=gamma, step_start=step_start,
+                 grad_clip=grad_clip, max_epochs=max_epochs,
                  label_smoothing=label_smoothing, **method_kwargs)
         )
         self.num_classes = num_classes
@@ -105,13 +97,24 @@ class FERMethod(L.LightningModule):
         self.test_tta = "none"  # test-time augmentation, set by the run (fer_bench.settings.TTA_MODES)
 
     @classmethod
-    def recipe(cls):
-        """The method's training recipe (:mod:`fer_bench.methods.recipe`), ``None`` for an
-        unregistered subclass."""
-        from fer_bench.methods.recipe import load_recipe
+    def metafile(cls):
+        """The method's :class:`~fer_bench.methods.metafile.Metafile` (paper, reported numbers with
+        their protocols, recipe, fidelity); ``None`` for an unregistered subclass."""
+        from fer_bench.methods.metafile import load_metafile
 
-        name = getattr(cls, "registry_name", None)
-        return load_recipe(name) if name else None
+        name = cls.__dict__.get("registry_name")
+        if not name:
+            return None
+        path = Path(cls.metafile_path) if cls.metafile_path else \
+            Path(sys.modules[cls.__module__].__file__).parent / "metafiles" / f"{name}.yaml"
+        return load_metafile(name, path)
+
+    @classmethod
+    def recipe(cls):
+        """The method's training recipe (:class:`~fer_bench.methods.metafile.Recipe`), ``None``
+        for an unregistered subclass."""
+        meta = cls.metafile()
+        return meta.recipe if meta is not None else None
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -176,14 +179,10 @@ class FERMethod(L.LightningModule):
         self.test_metrics.update(self.test_forward(x), y, idx)
 
     def test_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Test-split scores under :attr:`test_tta`: ``none`` the logits; ``hflip`` the log of the
-        mean softmax of the input and its horizontal mirror (the last axis is the width, for
-        images ``[B,C,H,W]`` and clips ``[B,T,C,H,W]`` alike)."""
-        if self.test_tta == "none":
-            return self(x)
-        verify_choice(self.test_tta, "tta", ("none", "hflip"))
-        probs = (torch.softmax(self(x).float(), dim=1) + torch.softmax(self(x.flip(-1)).float(), dim=1)) / 2
-        return probs.log()
+        """Test-split scores under :attr:`test_tta` (:mod:`fer_bench.nn.tta`): ``none`` the logits;
+        ``hflip`` / ``tencrop`` the log of the mean softmax over the views (the ten crops are of
+        the model's input size, from the larger test image the DataModule then gives)."""
+        return mean_softmax_log(self, x, self.test_tta, self.input_size)
 
     def on_test_epoch_end(self) -> None:
         self.test_scores = self.test_metrics.compute()
@@ -213,9 +212,22 @@ class FERMethod(L.LightningModule):
             return opt
         if sched == "cosine":
             s = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs))
+        elif sched == "exponential":
+            s = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp.gamma)
+        elif int(hp.get("step_start", 0)) > 0:
+            s = torch.optim.lr_scheduler.LambdaLR(opt, delayed_step(int(hp.step_start), int(hp.step_size), hp.gamma))
         else:
             s = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.step_size, gamma=hp.gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """``grad_clip`` > 0: every gradient element clamped to ±grad_clip (value clipping, as
+        WuJie1010's ``utils.clip_gradient``); otherwise the Trainer's own setting (none)."""
+        clip = float(self.hparams.get("grad_clip", 0.0) or 0.0)
+        if clip > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="value")
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record which registered method this is, so ``fer-bench eval`` can rebuild it."""
@@ -263,6 +275,19 @@ class FERMethod(L.LightningModule):
         result = mod.load_state_dict(usable, strict=False)
         return {"loaded": sorted(usable), "adapted": sorted(adapted), "shape_mismatch": skipped,
                 "missing": list(result.missing_keys), "unexpected": sorted(k for k in state if k not in own)}
+
+
+class delayed_step:
+    """The lr factor of a step schedule that starts late: 1 up to epoch ``start``, then
+    ``gamma ** ((epoch - start) // step)`` (WuJie1010/Facial-Expression-Recognition.Pytorch
+    ``mainpro_FER.py``: ``learning_rate_decay_start``, ``_every``, ``_rate``).  A class, not a
+    closure, so that the scheduler's state can be saved."""
+
+    def __init__(self, start: int, step: int, gamma: float) -> None:
+        self.start, self.step, self.gamma = start, max(1, step), float(gamma)
+
+    def __call__(self, epoch: int) -> float:
+        return self.gamma ** ((epoch - self.start) // self.step) if epoch > self.start else 1.0
 
 
 def adapt_input_conv(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.methods.base import FERMethod
 from fer_bench.nn.functional import soft_cross_entropy
 from fer_bench.nn.ial import intensity_aware_loss
 from fer_bench.nn.temporal import (
@@ -134,26 +134,6 @@ class IALGCA(FERMethod):
     default_in_chans = 3
     attention_kind = "gca"
     loss_weights = {"aux2_weight": 0.05, "aux3_weight": 0.0, "ial_weight": 0.1}
-    paper = PaperRecord(
-        citation=IAL_CITATION,
-        doi="10.1609/aaai.v37i1.25077",
-        url=IAL_CODE,
-        reported={"dfew": {"uar": 55.71, "war": 69.24}, "ferv39k": {"uar": 35.82, "war": 48.54}},
-        fidelity=(
-            "Architecture, loss and optimiser as in the official code (modules.py, final_model.py, main.py). "
-            "Differences that do not change the function at 3x112x112, 7 classes, 16 frames: parameters the "
-            "official code creates but never uses are not created (per-block bias1/bias2/glb, the GCA parts "
-            "built inside the plain layer1 block, ResNet.bias), so the parameter count is lower; the "
-            "global-convolution kernels are sized from input_size (official: 256//planes*7, i.e. 112 only); "
-            "num_classes, grey input and any T >= 2 are supported (the temporal position table of 16 rows "
-            "is interpolated for T > 17). Protocol: the official script trains up to 1000 epochs and keeps "
-            "the best epoch on the test set; here max_epochs=70 (StepLR(7, 0.5) has reached ~1e-6 by then) "
-            "and the checkpoint is chosen on validation; augmentation is the suite's (random resized crop "
-            "0.8-1.0 + flip) instead of the official multi-scale crop + flip + ColorJitter(0.6) + rotation 4 deg; "
-            "batch 40 is the paper's, but the run's --batch-size decides."
-        ),
-        reconstructed=False,
-    )
 
     def __init__(self, aux2_weight: float | None = None, aux3_weight: float | None = None,
                  ial_weight: float | None = None, coupling: bool = True, max_steps: int = 16, **kwargs: Any) -> None:
@@ -195,21 +175,3 @@ class GCSACAI(IALGCA):
 
     attention_kind = "gcsa"
     loss_weights = {"aux2_weight": 0.05, "aux3_weight": 0.05, "ial_weight": 0.1}
-    paper = PaperRecord(
-        citation="梁成旭 (LIANG Chengxu), 董建设 (DONG Jianshe), 李金良 (LI Jinliang), \"全局卷积和双注意力机制在动态表情"
-        "识别中的应用\" (Application of global convolution and dual attention mechanism in dynamic expression "
-        "recognition), J. Tianjin Univ. of Technology and Education 2024, 34(3): 57-63",
-        doi="10.19573/j.issn2095-0926.202403009",
-        reported={},
-        fidelity=(
-            "Reconstruction: only the abstract is public (a residual network with a GCSA block = squeeze-and-"
-            "excitation + global-convolution attention rescaling channels; CAI loss = CE + auxiliary + "
-            "intensity-aware loss; DFEW and FERV39K, numbers not public). Built on the official IAL+GCA network "
-            "(Li et al. AAAI 2023, " + IAL_CODE + "): GCA replaced by GCSA in layer2 and layer3, whose channel "
-            "weight is the mean of the SE weight (GAP -> FC C/16 -> ReLU -> FC C -> sigmoid) and the GCA "
-            "global-convolution weight (2*sigmoid(...)), coupled over time as in GCA; auxiliary heads on the "
-            "global-convolution descriptor of layer2 and layer3, each weighted 0.05; IAL weighted 0.1; training "
-            "recipe of IAL+GCA (SGD 1e-3, momentum 0.9, wd 0.1, StepLR(7, 0.5), 70 epochs, batch 40)."
-        ),
-        reconstructed=True,
-    )

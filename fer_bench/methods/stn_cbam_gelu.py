@@ -7,7 +7,8 @@ Stated by the paper (abstract): a spatial transformer network first transforms t
 image; channel attention and spatial attention are added to the CNN; GELU activations.  No
 numbers are public.
 
-**Reconstruction** (``/work/shared/papers.md`` section 3):
+**Reconstruction** (recorded in the method's metafile,
+``fer_bench/methods/metafiles/stn_cbam_gelu.yaml``):
 
 * STN (Jaderberg et al., NeurIPS 2015) on the 48x48 input: localisation conv7 (8) -> maxpool
   -> ReLU -> conv5 (10) -> maxpool -> ReLU -> FC 32 -> FC 6, initialised to the identity,
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.methods.base import FERMethod
 from fer_bench.nn.attention import CBAM
 from fer_bench.nn.blocks import conv_bn_act
 from fer_bench.nn.stn import SpatialTransformer
@@ -39,19 +40,6 @@ class STNCBAMGELU(FERMethod):
     modality = "static"
     default_input_size = 48
     default_in_chans = 1
-    paper = PaperRecord(
-        citation="C. Wang, Z. Wang, D. Cui, \"Facial Expression Recognition with Attention Mechanism\", "
-        "CISP-BMEI 2021",
-        doi="10.1109/CISP-BMEI53629.2021.9624355",
-        reported={},
-        fidelity="Reconstruction: only the abstract is public and it reports no numbers. Stated and followed: an STN "
-        "transforms the input first, channel and spatial attention in the CNN, GELU activations. Reconstructed: STN "
-        "localisation conv7(8)-pool-ReLU-conv5(10)-pool-ReLU-FC32-FC6 initialised to the identity; four stages of two "
-        "3x3 conv-BN-GELU layers (64-128-256-512) each followed by CBAM (reduction 16, 7x7 spatial kernel) and 2x2 "
-        "max-pooling; GAP, dropout 0.5, FC, cross entropy. Optimiser (Adam 1e-3, wd 1e-4, cosine, 100 epochs) "
-        "chosen here.",
-        reconstructed=True,
-    )
 
     def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), convs_per_stage: int = 2,
                  cbam_reduction: int = 16, dropout: float = 0.5, **kwargs: Any) -> None:

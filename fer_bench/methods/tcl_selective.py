@@ -12,8 +12,9 @@ module combining pixel-wise and element-wise attention coefficients computed fro
 high-semantic deep features; evaluated on RAF-DB, where all three strategies beat the
 baseline.
 
-**Reconstruction** (``/work/shared/papers.md`` section 4; closest published baseline: DACL,
-Farzaneh & Qi, WACV 2021, ResNet-18 with 512-d features and a per-dimension attention):
+**Reconstruction** (recorded in the method's metafile, ``fer_bench/methods/metafiles/tcl_selective.yaml``;
+closest published baseline: DACL, Farzaneh & Qi, WACV 2021, ResNet-18 with 512-d features and
+a per-dimension attention):
 
 * torchvision ResNet-18 trunk; selective attention on layer4
   (:class:`~fer_bench.nn.attention.SelectiveAttention`): pixel map ``sigmoid(conv1x1)``,
@@ -21,8 +22,13 @@ Farzaneh & Qi, WACV 2021, ResNet-18 with 512-d features and a per-dimension atte
   the pixel map rescaled to spatial mean 1 (without it the map collapsed to ~0 and the
   network did not learn; see the block's docstring for the measurement);
   linear classifier;
-* loss ``CE + λ·TCL`` with λ = 0.01, margin m = 1.0, ``D(a, b) = ½‖a − b‖²`` on
-  L2-normalised features and centres (:class:`~fer_bench.nn.losses.TripletCenterLoss`);
+* loss ``CE + λ·TCL`` with ``TCL = Σ_i max(D(f_i, c_{y_i}) + m − D(f_i, c_neg(i)), 0)``, the
+  **sum** over the batch as He et al. write it (a batch mean would make the term B times
+  smaller — 64x at batch 64 — and, on the unit sphere where a hinge is at most 2 + m, leave it
+  at most 0.03 against a cross entropy near 1: the three strategies would then train alike),
+  λ = 0.01, margin m = 1.0, ``D(a, b) = ½‖a − b‖²`` on L2-normalised features and centres
+  (:class:`~fer_bench.nn.losses.TripletCenterLoss`); ``train/tcl`` (the sum) and
+  ``train/tcl_weighted`` (λ·sum) are logged;
   the negative centre by ``strategy`` (constructor argument; the benchmark runs all three):
   ``fully_synthesized`` (softmax(−D)-weighted mean of the other centres),
   ``semi_synthesized`` (mean of the nearest other centre and that weighted mean),
@@ -32,10 +38,12 @@ Farzaneh & Qi, WACV 2021, ResNet-18 with 512-d features and a per-dimension atte
   m = 1 hinge could never reach 0: floors 0.319 / 0.198 with every feature on its centre);
 * the class centres are ``nn.Parameter``s updated by their **own** SGD (lr 0.5, as the
   centre-loss recipe of Wen et al. ECCV 2016 and DACL use), through Lightning's manual
-  optimisation with two optimisers.  As in those recipes the centre step uses the gradient
-  of the *unweighted* TCL (the λ-weighted gradient divided by λ), so λ only weighs the TCL
-  against CE for the network.  Under DDP the centre gradients are all-reduced with every
-  other gradient, so the centres stay identical on all ranks.
+  optimisation with two optimisers.  As in those recipes the centre step does not depend on
+  λ or on the batch size: centre ``j`` moves by ``lr · Σ_i ∂hinge_i/∂c_j / (1 + n_j)``, the
+  unweighted TCL's gradient divided by one plus the number of class-``j`` samples in the
+  batch (Wen et al.'s update; DACL ``loss.py`` divides its centre gradient the same way), so
+  λ only weighs the TCL against CE for the network.  Under DDP the centre gradients are
+  all-reduced with every other gradient, so the centres stay identical on all ranks.
 
 Default input: RGB 224x224, DACL's RAF-DB resolution (the aligned 100x100 RAF-DB faces
 upsampled), because the paper builds on DACL and its own resolution is not public.
@@ -48,10 +56,10 @@ import torch
 from torch import nn
 
 from fer_bench.errors import verify_choice
-from fer_bench.methods.base import FERMethod, PaperRecord
+from fer_bench.methods.base import FERMethod
 from fer_bench.nn.attention import SelectiveAttention
 from fer_bench.nn.backbones import resnet18_trunk
-from fer_bench.nn.functional import soft_cross_entropy
+from fer_bench.nn.functional import hard_labels, soft_cross_entropy
 from fer_bench.nn.losses import NEGATIVE_STRATEGIES, TripletCenterLoss
 from fer_bench.registry import METHODS
 
@@ -65,30 +73,6 @@ class TCLSelective(FERMethod):
     default_input_size = 224
     default_in_chans = 3
     hparam_choices = {**FERMethod.hparam_choices, "strategy": NEGATIVE_STRATEGIES}
-    paper = PaperRecord(
-        citation="H. Rajoli, F. Lotfi, A. Atyabi, F. Afghah, \"Triplet Loss-less Center Loss Sampling Strategies in "
-        "Facial Expression Recognition Scenarios\", CISS 2023, arXiv 2302.04108",
-        doi="10.1109/CISS56502.2023.10089734",
-        url="https://arxiv.org/abs/2302.04108",
-        reported={},
-        fidelity="Reconstruction. Reported numbers left empty: the per-strategy RAF-DB accuracies could not be read "
-        "from the paper text available to us (the stored arXiv/ar5iv copy showed only the abstract and "
-        "introduction), and none are taken from secondary sources. Stated and followed: CE + triplet-centre loss on "
-        "all embedding dimensions, three negative strategies (fully-synthesized, semi-synthesized, prediction-based), "
-        "selective attention with pixel-wise and element-wise coefficients from the last feature map, RAF-DB. "
-        "Reconstructed: torchvision ResNet-18 (DACL's backbone; pre-training from a local file via --weights, as DACL "
-        "used MS-Celeb-1M weights); pixel map sigmoid(conv1x1(layer4)), element vector sigmoid(MLP(GAP(layer4))) "
-        "with reduction 16, feature GAP(layer4*pixel/mean(pixel))*element (the pixel map rescaled to spatial mean 1: "
-        "the literal GAP(layer4*pixel) of papers.md let the map collapse to ~0 and training stall at chance); "
-        "lambda 0.01, margin 1.0 on L2-normalised features "
-        "and centres, D = 0.5*||a-b||^2, batch-mean hinge; fully-synthesized negative = softmax(-D)-weighted mean of "
-        "the other centres (weights detached), semi = mean of nearest other centre and that, both L2-normalised "
-        "onto the unit sphere like real centres (otherwise the m=1 hinge has a floor of 0.32/0.20 at the optimum), "
-        "prediction-based = centre of the top non-target logit; centres trained by their own SGD (lr 0.5) on the "
-        "unweighted TCL gradient; input RGB 224 (DACL); optimiser (SGD 0.01, momentum 0.9, wd 5e-4, step 20 x0.1, 60 epochs) "
-        "chosen here.",
-        reconstructed=True,
-    )
 
     def __init__(self, strategy: str = "fully_synthesized", tcl_weight: float = 0.01, tcl_margin: float = 1.0,
                  center_lr: float = 0.5, attention_reduction: int = 16, **kwargs: Any) -> None:
@@ -101,7 +85,8 @@ class TCLSelective(FERMethod):
         self.backbone = resnet18_trunk(self.in_chans, num_classes=None)
         self.attention = SelectiveAttention(512, attention_reduction)
         self.head = nn.Linear(512, self.num_classes)
-        self.tcl = TripletCenterLoss(self.num_classes, 512, margin=tcl_margin, strategy=strategy, normalize=True)
+        self.tcl = TripletCenterLoss(self.num_classes, 512, margin=tcl_margin, strategy=strategy, normalize=True,
+                                     reduction="sum")
         self.tcl_weight = float(tcl_weight)
 
     # -- network ---------------------------------------------------------------------------
@@ -124,7 +109,8 @@ class TCLSelective(FERMethod):
     def compute_loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         ce = soft_cross_entropy(out["logits"], y, self.hparams.label_smoothing)
         tcl = self.tcl(out["features"], y, logits=out["logits"])
-        return ce + self.tcl_weight * tcl, {"ce": ce.detach(), "tcl": tcl.detach()}
+        weighted = self.tcl_weight * tcl
+        return ce + weighted, {"ce": ce.detach(), "tcl": tcl.detach(), "tcl_weighted": weighted.detach()}
 
     # -- two optimisers: the network's, and the centres' own SGD -----------------------------
     def param_groups(self) -> list[dict[str, Any]]:
@@ -148,10 +134,8 @@ class TCLSelective(FERMethod):
         opt.zero_grad()
         center_opt.zero_grad()
         self.manual_backward(loss)
-        if self.tcl_weight > 0:  # centres step on the unweighted TCL gradient (λ = 0: CE only, centres idle)
-            for p in self.tcl.parameters():
-                if p.grad is not None:
-                    p.grad.div_(self.tcl_weight)
+        if self.tcl_weight > 0:  # centres step on the unweighted TCL gradient / (1 + n_j) (λ = 0: centres idle)
+            self.scale_center_grad(y)
         opt.step()
         center_opt.step()
         bs = x.shape[0]
@@ -159,6 +143,21 @@ class TCLSelective(FERMethod):
         for k, v in parts.items():
             self.log(f"train/{k}", v, batch_size=bs, on_step=False, on_epoch=True)
         return loss.detach()
+
+    def scale_center_grad(self, y: torch.Tensor) -> None:
+        """The λ-weighted, batch-summed centre gradient as Wen et al.'s centre update: divided by λ and,
+        per centre ``j``, by ``1 + n_j`` (its class's samples in the batch).  Under DDP the gradient is
+        already the mean over the ranks of their sums, so it is scaled back by the world size and ``n_j``
+        counts the whole global batch (all-reduced): every rank then takes the same centre step."""
+        grad = self.tcl.centers.grad
+        if grad is None:
+            return
+        counts = torch.bincount(hard_labels(y), minlength=self.num_classes).to(grad.dtype)
+        trainer = getattr(self, "_trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        if world > 1:
+            counts = trainer.strategy.reduce(counts, reduce_op="sum")
+        grad.mul_(world / self.tcl_weight).div_((1.0 + counts)[:, None])
 
     def on_train_epoch_end(self) -> None:
         """Manual optimisation: the epoch-interval scheduler of the network optimiser is stepped here."""

@@ -12,7 +12,7 @@ a refinement) so that it can be reused on its own:
 * :class:`SelectiveAttention` — the selective attention of Rajoli, Lotfi, Atyabi, Afghah,
   CISS 2023 (arXiv 2302.04108): pixel-wise and element-wise coefficients computed from the
   last (high-semantic) feature map.  The paper's layer details are not public; the layout
-  used here is the reconstruction of ``/work/shared/papers.md`` section 4.
+  used here is the reconstruction recorded in ``fer_bench/methods/metafiles/tcl_selective.yaml``.
 """
 from __future__ import annotations
 

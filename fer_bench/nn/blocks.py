@@ -4,7 +4,7 @@
   small-kernel network of Su & Wang 2021).
 * :class:`DotProductResidualBlock` — Su & Wang's "dot-product residual block" fused with
   spatial pyramid attention (SPANet, Guo et al., ICME 2020) [reconstruction:
-  ``out = relu(x + F(x) ⊙ SPA(F(x)))``, see ``/work/shared/papers.md`` section 1].
+  ``out = relu(x + F(x) ⊙ SPA(F(x)))``, see ``fer_bench/methods/metafiles/angular_sknet.yaml``].
 * :class:`LowLevelFeatureMask` — Su & Wang's "low-level feature masking" [reconstruction:
   ``mask = sigmoid(conv3x3(upsample(high)))``, ``low ← low ⊙ mask``].
 * :class:`ScheduledDropBlock2d` — ``torchvision.ops.DropBlock2d`` (Ghiasi, Lin, Le,
@@ -39,7 +39,7 @@ class DotProductResidualBlock(nn.Module):
     (:class:`~fer_bench.nn.attention.SpatialPyramidAttention`, bias-free FC layers) computed
     on the *residual branch*, as SENet (Hu et al. 2018, SE-ResNet) and SPANet place their
     attention, and multiplied element-wise ("dot product") into that branch before the
-    identity is added (``/work/shared/papers.md`` section 1, revised reconstruction).
+    identity is added (the revised reconstruction, ``fer_bench/methods/metafiles/angular_sknet.yaml``).
     Shape-preserving: ``[N, C, H, W] -> [N, C, H, W]``.
     """
 

@@ -43,13 +43,14 @@ def count_macs(model: nn.Module, example_input: torch.Tensor | tuple[Any, ...]) 
 def example_input(method: Any) -> torch.Tensor:
     """A batch of one sample as the method takes it: static ``[1, C, H, W]``; dynamic
     ``[1, T, C, H, W]`` (clips as ``ial_gca`` and ``resnet18_lstm`` read them) with
-    ``T = method.default_frames`` if the method has one, else 16."""
+    ``T`` the clip length the method is built for (``method.frames``, as ``resnet18_lstm``'s classifier
+    over all steps), else ``method.default_frames``, else 16."""
     c, s = int(method.in_chans), int(method.input_size)
     modality = getattr(method, "modality", "static")
     if modality == "static":
         return torch.zeros(1, c, s, s)
     if modality == "dynamic":
-        t = int(getattr(method, "default_frames", DEFAULT_FRAMES))
+        t = int(getattr(method, "frames", None) or getattr(method, "default_frames", DEFAULT_FRAMES))
         return torch.zeros(1, t, c, s, s)
     raise ValueError(f"modality must be 'static' or 'dynamic', got {modality!r}")
 

@@ -20,11 +20,12 @@ Sources
   Deep Face Recognition", CVPR 2018: target logit ``s·(cos θ_y − m)``.
 * Centre-cosine loss — ``mean_i(1 − cos(f_i, c_{y_i}))``: the angular centre term of
   Su & Wang 2021 and the "center cosine loss" of Wen et al. 2024 [reconstruction, both
-  papers' formulas are not public; ``/work/shared/papers.md`` sections 1 and 5].
+  papers' formulas are not public; ``fer_bench/methods/metafiles/angular_sknet.yaml`` and
+  ``multiscale_ccl.yaml``].
 * Triplet-centre loss — He, Zhou, Zhou, Bai, Bai, "Triplet-Center Loss for Multi-View 3D
   Object Retrieval", CVPR 2018: ``max(D(f_i, c_{y_i}) + m − D(f_i, c_neg(i)), 0)`` with
   ``D(a, b) = ½‖a − b‖²``; the negative-centre strategies are those of Rajoli et al.,
-  CISS 2023 (arXiv 2302.04108) [reconstruction, ``/work/shared/papers.md`` section 4].
+  CISS 2023 (arXiv 2302.04108) [reconstruction, ``fer_bench/methods/metafiles/tcl_selective.yaml``].
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ builds the sampling grid and ``F.grid_sample`` resamples the input bilinearly.  
 layer is initialised to the identity transform (zero weights, bias ``[1, 0, 0, 0, 1, 0]``)
 so training starts from the untouched image, as the STN paper does.
 
-Localisation layout [reconstruction, ``/work/shared/papers.md`` section 3, the widely used
+Localisation layout [reconstruction, ``fer_bench/methods/metafiles/stn_cbam_gelu.yaml``, the widely used
 48x48 FER STN]: conv7x7 (8) -> maxpool 2 -> ReLU -> conv5x5 (10) -> maxpool 2 -> ReLU ->
 FC 32 -> ReLU -> FC 6.
 """
