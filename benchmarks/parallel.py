@@ -34,10 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def suite_text(jobs: int, epochs: int, per_class: int) -> str:
-    return (f"suite: parallel-bench\ndefaults: {{max_epochs: {epochs}, batch_size: 16, input_size: 48, "
+    return (f"suite: parallel-bench\ndefaults: {{max_epochs: {epochs}, batch_size: 16, input_size: 48, in_chans: 1, "
             f"seeds: {list(range(jobs))}, num_workers: 0, method_args: {{optimizer: adamw, lr: 0.001}},\n"
             f"  data_args: {{train_per_class: {per_class}, val_per_class: 10, test_per_class: 10}}}}\n"
-            "cells:\n  - {method: resnet18, dataset: synthetic-static}\n")
+            "cells:\n  - {method: resnet18_pretrained, dataset: synthetic-static}\n")
 
 
 def run_variant(suite: Path, work: Path, name: str, extra: list[str], env: dict[str, str]) -> tuple[float, Path]:
@@ -89,7 +89,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in walls.items()}
     out = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} usable cores, Python {platform.python_version()}",
-        "suite": f"{args.jobs} jobs: resnet18, synthetic-static 48 px, {args.per_class} train images/class, "
+        "suite": f"{args.jobs} jobs: resnet18_pretrained, synthetic-static 48 px, {args.per_class} train images/class, "
                  f"{args.epochs} epochs, batch 16",
         "parallel": args.parallel, "accelerator": args.accelerator, "repeats": args.repeats,
         "wall_s": {k: [round(x, 1) for x in v] for k, v in walls.items()},

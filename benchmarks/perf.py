@@ -54,13 +54,16 @@ import cv2  # noqa: E402,F401  (before decord: see fer_bench.data.video)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-# batch size, warm-up batches, timed batches, repeats.  The targets (resnet18 on FER2013,
+# batch size, warm-up batches, timed batches, repeats.  The targets (resnet18_pretrained on FER2013,
 # resnet18_lstm on DFEW mp4 and frames) get repeats; every other method one short pass.
 TARGET_STATIC = dict(batch=32, warmup=3, steps=15, repeats=4)
 TARGET_DYNAMIC = dict(batch=4, warmup=2, steps=6, repeats=3)
 OTHER_STATIC = dict(batch=8, warmup=2, steps=6, repeats=1)
 OTHER_DYNAMIC = dict(batch=2, warmup=1, steps=3, repeats=1)
-TARGETS = ("resnet18", "resnet18_lstm")
+TARGETS = ("resnet18_pretrained", "resnet18_lstm")
+# the static target at the workload of the former resnet18 row (48 px grey), so that its figures compare with the
+# earlier entries of benchmarks/RESULTS.md; every other method at its recipe's input size
+TARGET_INPUT = {"resnet18_pretrained": (48, 1)}
 
 
 def log(msg: str) -> None:
@@ -100,13 +103,14 @@ def make_data(tmp: Path, need_dynamic: bool) -> dict[str, Path]:
 
 
 def case_config(method: str, modality: str, input_size: int, roots: dict[str, Path], source: str | None,
-                out: Path, plan: dict, num_workers: int | None, extra: dict):
+                out: Path, plan: dict, num_workers: int | None, extra: dict, in_chans: int | None = None):
     from fer_bench.train import TrainConfig
 
     # the smallest tree that gives warmup + steps training batches (7 classes); val/test shrink alike
     limit = -(-(plan["warmup"] + plan["steps"]) * plan["batch"] // 7) + 1
     kw: dict[str, Any] = dict(method=method, seed=0, max_epochs=1, batch_size=plan["batch"], progress=False,
-                              out=str(out), num_workers=num_workers, logger="csv", limit_per_class=limit, **extra)
+                              out=str(out), num_workers=num_workers, logger="csv", limit_per_class=limit,
+                              input_size=input_size, in_chans=in_chans, **extra)
     if modality == "static":
         return TrainConfig(dataset="fer2013", root=str(roots["fer2013"]), data_args={"layout": "csv"}, **kw)
     return TrainConfig(dataset="dfew", root=str(roots["dfew"]), fold=1,
@@ -246,11 +250,11 @@ def bare_forward_rate(model, xs: list[torch.Tensor], cfg) -> float:
 
 
 def pipeline_case(name: str, method: str, modality: str, input_size: int, roots, source, tmp: Path,
-                  plan: dict, num_workers, extra: dict) -> dict[str, Any]:
+                  plan: dict, num_workers, extra: dict, in_chans: int | None = None) -> dict[str, Any]:
     ratios, ev, rows = [], [], []
     for r in range(plan["repeats"]):
         out = tmp / "runs" / f"{name}-{r}"
-        cfg = case_config(method, modality, input_size, roots, source, out, plan, num_workers, extra)
+        cfg = case_config(method, modality, input_size, roots, source, out, plan, num_workers, extra, in_chans)
 
         def bare(cfg=cfg):
             model, batches, test = preload(cfg, plan)
@@ -433,7 +437,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print every figure as JSON on stdout")
     p.add_argument("--methods", default="all",
-                   help="comma-separated methods (default: every registered method, the targets resnet18 and "
+                   help="comma-separated methods (default: every registered method, the targets resnet18_pretrained and "
                         "resnet18_lstm first)")
     p.add_argument("--dynamic-sources", default="mp4,frames", help="DFEW sources for resnet18_lstm")
     p.add_argument("--steps", type=int, help="timed batches per case (overrides the per-case default)")
@@ -468,7 +472,7 @@ def main(argv=None) -> int:
             cases = []
             for n in names:
                 cls = METHODS.get(n)
-                size = cls.default_input_size
+                size, chans = TARGET_INPUT.get(n, (cls.default_input_size, None))
                 if cls.modality == "static":
                     plan = dict(TARGET_STATIC if n in TARGETS else OTHER_STATIC)
                     sources = [None]
@@ -484,7 +488,7 @@ def main(argv=None) -> int:
                     log(f"pipeline: {name} ({size}px, batch {plan['batch']}, {plan['steps']} steps x "
                         f"{plan['repeats']})")
                     cases.append(pipeline_case(name, n, cls.modality, size, roots, src, tmp, plan,
-                                               args.num_workers, extra))
+                                               args.num_workers, extra, chans))
             figures["pipeline"] = cases
         if "video" not in skip:
             figures["video_loading"] = video_loading(roots, tmp, args.num_workers, repeats=3)
