@@ -98,9 +98,9 @@ def test_forward_on_default_and_grey_rgb_48_inputs(name):
         assert model(torch.rand(2, 1, 48, 48)).shape == (2, 8)
 
 
-@pytest.mark.parametrize("name,loss_cls,key", [("angular_sknet", ArcFaceLoss, "arcface"),
-                                               ("multiscale_ccl", CosFaceLoss, "cosface")])
-def test_margin_methods_evaluate_scaled_cosines_without_margin(name, loss_cls, key):
+@pytest.mark.parametrize("name,loss_cls,key,extra", [("angular_sknet", ArcFaceLoss, "arcface", {"easy_margin": True}),
+                                                     ("multiscale_ccl", CosFaceLoss, "cosface", {})])
+def test_margin_methods_evaluate_scaled_cosines_without_margin(name, loss_cls, key, extra):
     torch.manual_seed(0)
     model = METHODS.get(name)(in_chans=1, input_size=32, **SMALL[name]).eval()
     x, y = tiny_batch(False)
@@ -110,7 +110,7 @@ def test_margin_methods_evaluate_scaled_cosines_without_margin(name, loss_cls, k
         assert torch.allclose(logits, 30.0 * out["cos"], atol=1e-4)  # s = 30, no margin
         assert out["cos"].abs().max() <= 1.0 + 1e-6
         total, parts = model.compute_loss(out, y)
-        margin = loss_cls(s=30.0, m=0.35)(out["cos"], y)
+        margin = loss_cls(s=30.0, m=0.35, **extra)(out["cos"], y)
         centre = (1 - F.cosine_similarity(out["embedding"], model.center_loss.centers[y], dim=1)).mean()
     assert parts[key].item() == pytest.approx(margin.item(), rel=1e-5)
     assert parts["center_cos"].item() == pytest.approx(centre.item(), rel=1e-5)
@@ -238,6 +238,15 @@ def test_angular_sknet_dropblock_only_in_training():
     assert [d.p for d in model.drop_blocks()] == [0.5, 0.5]
     sched = model.drop3.linear_schedule
     assert [sched(e, 11, 0.1) for e in (0, 5, 10, 12)] == pytest.approx([0.0, 0.05, 0.1, 0.1])
+
+
+def test_angular_sknet_margin_warms_up_linearly_to_arc_m():
+    model = METHODS.get("angular_sknet").from_defaults(in_chans=1, input_size=32, **SMALL["angular_sknet"])
+    assert model.arcface.easy_margin and model.hparams.margin_warmup_epochs == 5
+    assert [model.margin_at(e) for e in (0, 1, 5, 50)] == pytest.approx([0.0, 0.07, 0.35, 0.35])
+    assert METHODS.get("angular_sknet")(margin_warmup_epochs=0).margin_at(0) == pytest.approx(0.35)
+    with pytest.raises(ValueError, match="margin_warmup_epochs"):
+        METHODS.get("angular_sknet")(margin_warmup_epochs=-1)
 
 
 def test_angular_sknet_only_3x3_kernels_and_revised_widths():

@@ -72,6 +72,18 @@ def test_arcface_past_pi_uses_the_monotonic_extension():
     assert logits[0, 1].item() == 0.0
 
 
+def test_arcface_easy_margin_only_where_cosine_is_positive():
+    m = 0.35
+    cos = torch.tensor([[0.5, 0.1], [-0.4, 0.2], [-0.9, 0.0]])
+    t = ArcFaceLoss(s=1.0, m=m, easy_margin=True).target_cosine(cos[:, 0])
+    assert t[0].item() == pytest.approx(math.cos(math.acos(0.5) + m), abs=1e-6)  # cos θ > 0: cos(θ + m)
+    assert t[1].item() == pytest.approx(-0.4, abs=1e-6) and t[2].item() == pytest.approx(-0.9, abs=1e-6)
+    # beyond 90° the target's slope is 1 (softmax), not sin(θ+m)/sin θ < 1
+    c = torch.tensor([-0.3], requires_grad=True)
+    ArcFaceLoss(s=1.0, m=m, easy_margin=True).target_cosine(c).sum().backward()
+    assert c.grad.item() == pytest.approx(1.0)
+
+
 def test_margin_losses_accept_soft_targets():
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.1, 0.9]])
     loss = CosFaceLoss(s=2.0, m=0.35)(COS, soft)

@@ -3,7 +3,9 @@
 No server and nothing fetched: the styles, the sorting script and the images (reliability
 diagrams, as ``data:`` URIs) are inside the file.  It shows the summary table (mean ± std and
 the 95 % interval of :func:`fer_bench.bench.leaderboard.combined_halfwidth`, the paper's
-number, the difference with its reproduction mark), a per-class recall heatmap per dataset
+number (a baseline's anchor with its source), the difference with its marks and the notes that
+say why, and, when the suite ran with ``test_every_epoch``, the best-test-epoch score and its
+gap to the validation-selected one), the legend, a per-class recall heatmap per dataset
 (methods × classes), the cross-dataset transfer matrix, the reliability diagram of each
 cell's first run, and every row of the version's CSV (one per job), so nothing in the CSV is
 missing from the page.

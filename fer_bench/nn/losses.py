@@ -91,12 +91,25 @@ class ArcFaceLoss(_MarginLoss):
     """Additive angular margin (Deng et al., CVPR 2019): target cosine ``cos(θ_y + m)``.
 
     With ``m = 0`` it is exactly the cross entropy of the scaled cosines ``s·cos``.
+
+    ``easy_margin`` (the option of the public ArcFace implementations: insightface, ronghuaiyang's
+    ``ArcMarginProduct``): the margin only where ``cos θ > 0``, the plain ``cos θ`` beyond 90°.
+    Without it, past θ = 90° − m/2 the slope ``d cos(θ+m) / d cos θ = sin(θ+m) / sin θ`` is below
+    1, so a sample's pull towards its class weight is weaker than its push away from the others;
+    from scratch (θ ≈ 90°, features not yet separated) that can drive every class weight to one
+    direction and the features to its antipode (θ -> π − m, the ``cos θ − m·sin m`` branch).
     """
+
+    def __init__(self, s: float = 30.0, m: float = 0.35, easy_margin: bool = False) -> None:
+        super().__init__(s, m)
+        self.easy_margin = bool(easy_margin)
 
     def target_cosine(self, cos_y: torch.Tensor) -> torch.Tensor:
         cos_y = cos_y.clamp(-1.0, 1.0)
         sin_y = torch.sqrt((1.0 - cos_y * cos_y).clamp_min(0.0))
         phi = cos_y * math.cos(self.m) - sin_y * math.sin(self.m)  # cos(θ + m)
+        if self.easy_margin:
+            return torch.where(cos_y > 0, phi, cos_y)
         # past θ = π − m, cos(θ + m) would increase again: use the linear extension instead
         return torch.where(cos_y > math.cos(math.pi - self.m), phi, cos_y - self.m * math.sin(self.m))
 
