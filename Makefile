@@ -29,7 +29,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(LINT_STAMP)
-	$(BIN)/ruff check fer_bench tests benchmarks
+	$(BIN)/ruff check fer_bench tests benchmarks examples
 
 bench-smoke: $(STAMP)
 	$(BIN)/fer-bench bench benchmarks/smoke.yaml $(BENCH_ARGS)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from fer_bench.bench.papers import (  # noqa: F401  (the comparison with the papers, re-exported)
     DEVIATES,
+    EXTERNAL,
     LEGEND,
     NOT_STATED,
     RECONSTRUCTED,
@@ -30,6 +31,7 @@ from fer_bench.bench.papers import (  # noqa: F401  (the comparison with the pap
     _text,
     cell_marks,
     diff_cell,
+    is_external,
     legend,
     paper_cell,
     paper_entry,
@@ -121,7 +123,8 @@ def protocol_tag(df: pd.DataFrame) -> str:
 
 
 def trained_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The rows of trained jobs (without the cross-dataset evaluations, ``kind == "cross"``)."""
+    """The rows of the cells: trained jobs and a suite's external entries (``kind == "external"``),
+    without the cross-dataset evaluations (``kind == "cross"``)."""
     return df[df["kind"] != "cross"] if "kind" in df else df
 
 
@@ -130,7 +133,7 @@ def transfer_matrix(df: pd.DataFrame, metric: str = "war") -> pd.DataFrame:
     diagonal from the trained rows, the rest from the cross-dataset rows; empty without any."""
     if "kind" not in df or not (df["kind"] == "cross").any():
         return pd.DataFrame()
-    ok = df[df["status"] == "ok"]
+    ok = df[(df["status"] == "ok") & (df["kind"] != "external")]  # an external entry is evaluated on one dataset
     own = trained_rows(ok).assign(eval_dataset=lambda x: x["dataset"])
     both = pd.concat([own, ok[ok["kind"] == "cross"]])
     cells = both.groupby(["method", "dataset", "eval_dataset"])[metric].mean().mul(100).reset_index()
@@ -159,19 +162,25 @@ def summarise(df: pd.DataFrame, papers: Papers | None = None) -> pd.DataFrame:
     the cell's class count), the difference, and the marks of :func:`cell_marks` (``marks``,
     ``notes``, ``reproduction``).  With ``--test-every-epoch`` rows, also the best-test-epoch
     means and ``test_gap_war`` / ``test_gap_uar``: how much choosing the checkpoint on test
-    would have added."""
+    would have added.
+
+    A cell of a suite's external entries (:func:`is_external`) has ``seeds`` 0, no std over seeds
+    (one fixed model; over folds when it has several), a ``protocol`` that starts with
+    ``external`` and the ``ext`` mark (:func:`cell_marks`)."""
     papers = papers or {}
     df = trained_rows(df)
     ok = df[df["status"] == "ok"] if "status" in df else df
     out = []
     for (method, dataset), g in ok.groupby(["method", "dataset"], sort=True):
+        external = is_external(g)
         rec: dict[str, Any] = {"method": method, "dataset": dataset, "runs": len(g),
-                               "seeds": len(set(g["seed"])), "protocol": protocol_tag(g)}
+                               "seeds": 0 if external else len(set(g["seed"])),
+                               "protocol": f"external {protocol_tag(g)}".strip() if external else protocol_tag(g)}
         classes = g["classes"].iloc[0] if "classes" in g else None
         for m in ("war", "uar"):
             vals = 100 * g[m].astype(float)
             rec[m] = vals.mean()
-            rec[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else 0.0
+            rec[f"{m}_std"] = vals.std(ddof=1) if len(vals) > 1 else (math.nan if external else 0.0)
             rec[f"{m}_ci"] = combined_halfwidth(g, m)
             entry = paper_entry(papers, method, dataset, m, classes)
             rec[f"paper_{m}"] = None if entry is None else entry["value"]
@@ -301,7 +310,7 @@ def diff(folder: Path, va: str, vb: str) -> pd.DataFrame:
         rec = {"method": r["method"], "dataset": r["dataset"]}
         for m in ("war", "uar"):
             xa, xb = r.get(f"{m}_a"), r.get(f"{m}_b")
-            spread = max(float(r.get(f"{m}_std_a") or 0), float(r.get(f"{m}_std_b") or 0))
+            spread = max((0.0 if pd.isna(v) else float(v)) for v in (r.get(f"{m}_std_a"), r.get(f"{m}_std_b")))
             rec[f"{m}_{va}"], rec[f"{m}_{vb}"] = xa, xb
             if pd.isna(xa) or pd.isna(xb):
                 rec[f"d_{m}"], rec[f"{m}_beyond_spread"] = None, None

@@ -8,7 +8,8 @@ say why, and, when the suite ran with ``test_every_epoch``, the best-test-epoch 
 gap to the validation-selected one), the legend, a per-class recall heatmap per dataset
 (methods × classes), the cross-dataset transfer matrix, the reliability diagram of each
 cell's first run, and every row of the version's CSV (one per job), so nothing in the CSV is
-missing from the page.
+missing from the page.  A suite's external entries (predictions made elsewhere) are cells of the
+summary like the trained ones, their protocol ``external ...`` and their mark ``ext`` in the legend.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def _summary_table(summary: pd.DataFrame) -> str:
             half = r.get(f"{m}_ci")
             ci = "" if half is None or (isinstance(half, float) and math.isnan(half)) else \
                 f"[{max(0.0, r[m] - half):.2f}, {min(100.0, r[m] + half):.2f}]"
-            cells.append(_cell(r[m], f"{r[m]:.2f} ± {r[f'{m}_std']:.2f}"))
+            cells.append(_cell(r[m], lb._fmt(r[m], r[f"{m}_std"])))  # an external cell has no std over seeds
             cells.append(_cell(half, ci))
             cells.append(_cell(r.get(f"paper_{m}"), html.escape(lb.paper_cell(r, m))))
             diff = lb.diff_cell(r, m)

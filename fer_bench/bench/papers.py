@@ -11,6 +11,8 @@ Marks (:func:`cell_marks`): a difference to a paper's number is a reproduction o
 unmarked — every recipe field it depends on published and matched, every protocol item of the
 number published and matched.  ``†`` the run deviates from a published field or protocol item,
 ``‡`` the paper does not state a protocol item, ``§`` a field is fer_bench's reconstruction.
+``ext`` (:data:`EXTERNAL`) marks a cell of a suite's ``external:`` entries: predictions made
+elsewhere, scored here; nothing of it was trained here, so no difference of it is a reproduction.
 """
 from __future__ import annotations
 
@@ -125,12 +127,16 @@ def _field_of(deviation: str) -> str:
 
 
 DEVIATES, NOT_STATED, RECONSTRUCTED = "†", "‡", "§"
+EXTERNAL = "ext"  # a row of kind "external": predictions made elsewhere (suite key external:)
 LEGEND = {
     DEVIATES: "the run deviates from a published field of the paper's recipe or protocol (which: notes)",
     NOT_STATED: "the paper does not state a protocol item of its number, or we only read it off the dataset "
                 "(which: notes)",
     RECONSTRUCTED: "a recipe field the number depends on is fer_bench's reconstruction: we reproduce our reading, "
                    "not the paper (which: notes)",
+    EXTERNAL: "external: predictions made elsewhere (who made them: notes), scored here on the same test split by "
+              "the same code; nothing was trained here, so the row states no recipe, epochs, seeds or training cost "
+              "(its protocol column starts with `external`)",
 }
 
 
@@ -142,7 +148,10 @@ def cell_marks(g: pd.DataFrame) -> dict[str, Any]:
     paper_protocol`): ``†`` for a deviation from a *published* field or a protocol item that
     differs, ``‡`` for a protocol item not stated, ``§`` for a reconstructed field.  Rows without a
     ``reconstructed`` column (older versions) count every deviation as one from a published field.
-    Returns the marks, the notes that say why, and ``reproduction`` (no mark, protocol stated)."""
+    Returns the marks, the notes that say why, and ``reproduction`` (no mark, protocol stated).
+
+    A cell with a row of ``kind`` ``external`` is marked ``ext`` first, its notes naming the
+    ``source``; it is never a reproduction."""
     devs = _items(g.get("deviations"))
     has_recon = "reconstructed" in g
     recon = _items(g.get("reconstructed")) if has_recon else []
@@ -165,9 +174,18 @@ def cell_marks(g: pd.DataFrame) -> dict[str, Any]:
     other = [d for d in devs if d not in published_devs]
     if other:
         notes.append("deviates from reconstructed fields: " + "; ".join(other))
+    if is_external(g):
+        marks = EXTERNAL + marks
+        notes.insert(0, f"{EXTERNAL}: predictions made elsewhere, scored here ("
+                     + ("; ".join(_items(g.get("source"), sep="\n")) or "source not given") + ")")
     return {"marks": marks, "notes": "; ".join(notes), "deviations": "; ".join(devs),
             "reconstructed": "; ".join(recon), "paper_protocol": " | ".join(proto),
             "reproduction": not marks and proto == ["stated"]}
+
+
+def is_external(g: pd.DataFrame) -> bool:
+    """Whether any row of ``g`` is of ``kind`` ``external`` (a suite's ``external:`` entry)."""
+    return "kind" in g and bool((g["kind"] == "external").any())
 
 
 def diff_cell(r, metric: str) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 from fer_bench.bench.suite import Job
 from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
+from fer_bench.registry import imported, reimport
 
 HEARTBEAT_S = 30.0
 STALE_S = float(os.environ.get("FER_BENCH_STALE_S", 600))  # a claim not refreshed for this long: its worker is gone
@@ -160,9 +161,10 @@ class RunFolder:
 
     # --- the plan ---------------------------------------------------------------------------
     def write_plan(self, suite: str, entries: list[tuple[Job, str | None]], launch: dict[str, Any]) -> None:
-        """The jobs to run, each with its data root, and the launch settings every worker uses."""
+        """The jobs to run, each with its data root, the launch settings every worker uses, and the
+        user modules (``--import``, a suite's ``imports:``) that every worker imports first."""
         self.path.mkdir(parents=True, exist_ok=True)
-        doc = {"suite": suite, "written_at": now(), "launch": launch,
+        doc = {"suite": suite, "written_at": now(), "launch": launch, "imports": imported(),
                "jobs": [{"key": j.key, "root": root, "job": {**asdict(j), "cross_eval": list(j.cross_eval)}}
                         for j, root in entries]}
         atomic_write_text(self.path / "plan.json", json.dumps(doc, indent=1, default=str))
@@ -182,6 +184,7 @@ class RunFolder:
         if not path.exists():
             raise UserError(f"{self.path} is not a run folder of fer-bench bench (no plan.json)")
         doc = json.loads(path.read_text())
+        reimport(doc.get("imports", []))  # the planning process's user methods and datasets, before any name is used
         entries = []
         for e in doc["jobs"]:
             job = Job(**{**e["job"], "cross_eval": tuple(e["job"].get("cross_eval", ()))})

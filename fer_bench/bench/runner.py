@@ -15,6 +15,10 @@ their rank 0 takes, and only rank 0 writes.  Give every rank the same ``--run-di
 
 ``--resume RUN_DIR`` (or a second machine on the same folder) runs only the jobs without a
 row; a job whose earlier attempt was pre-empted or killed goes on from its ``last.ckpt``.
+
+A suite's ``external:`` entries (predictions made elsewhere) are scored when the run is planned,
+before any job starts, each into a row of its own (:mod:`fer_bench.bench.external`); the plan
+lists their keys (``launch["external"]``) so that the published version holds them.
 """
 from __future__ import annotations
 
@@ -247,15 +251,22 @@ def plan_run(
                 continue
         entries.append((j, root))
     commit, dirty = git_state()
+    from fer_bench.bench.external import plan_external
+
+    externals = [e for e in suite.external if not only or any(
+        fnmatch.fnmatchcase(f"{e.method}/{e.dataset}", pat) for pat in only)]
+    ext_keys, scored = plan_external(rf, suite.name, externals, data_root, commit=commit, dirty=dirty, echo=echo)
     launch = {"suite": suite.name, "devices": devices, "accelerator": accelerator, "num_nodes": num_nodes, "logger": logger,
               "progress": progress, "speed": dict(speed or {}), "leaderboards": str(Path(leaderboards).resolve()),
               "data_root": str(Path(data_root).resolve()) if data_root else None, "git_commit": commit,
-              "git_dirty": dirty, "wandb_group": f"{suite.name}-{rdir.name}"}
+              "git_dirty": dirty, "wandb_group": f"{suite.name}-{rdir.name}", "external": ext_keys}
     rf.write_plan(suite.name, entries, launch)
     done = sum(rf.has_row(j.key) for j, _ in entries)
-    if done < len(entries):
-        rf.reset_publication()  # this plan has jobs to run: its version is published when they are done
-    echo(f"suite {suite.name}: {len(jobs)} jobs, {done} already done, {len(entries) - done} to run, run folder {rdir}")
+    if done < len(entries) or scored:
+        rf.reset_publication()  # this plan has new rows: its version is published when the jobs are done
+    ext = f", {len(ext_keys)} external ({len(ext_keys) - scored} already scored)" if externals else ""
+    echo(f"suite {suite.name}: {len(jobs)} jobs, {done} already done, {len(entries) - done} to run{ext}, "
+         f"run folder {rdir}")
     return rf
 
 
@@ -322,6 +333,7 @@ def publish(rf: RunFolder, echo=print) -> Path | None:
     plan = rf.read_plan()
     suite, leaderboards = plan["suite"], Path(plan["launch"]["leaderboards"])
     keys = {j.key for j, _ in plan["entries"]} | {cross_key(j, d) for j, _ in plan["entries"] for d in j.cross_eval}
+    keys |= set(plan["launch"].get("external", []))  # a suite's external entries, scored when it was planned
     rows = [r for r in rf.read_rows() if r["job"] in keys]
     if not rows:
         echo("no job finished: no leaderboard version written")

@@ -3,6 +3,8 @@
 A suite file::
 
     suite: smoke                    # name: leaderboards/<suite>/
+    imports: [my_methods.py]        # optional: user code registering methods or datasets
+                                    # (.py files or package folders relative to this file, or module names)
     defaults:                       # merged under every cell
       seeds: [0, 1, 2]
       max_epochs: 30
@@ -16,6 +18,13 @@ A suite file::
         label: fully                          # optional: names a variant (a row "method[label]")
         input_size: 48
         num_workers: 2                        # speed settings: outside the config hash
+    external:                       # optional: predictions made elsewhere, scored here as rows of their own
+      - method: poster_pp                     # the row's name: not a method a cell runs on that dataset
+        dataset: rafdb                        # a registered dataset, read from <data root>/<dataset>
+        predictions: preds/poster_pp.csv      # csv or npz as `fer-bench score` reads it; relative to this file
+        source: "POSTER++ official checkpoint, github.com/..."   # who made them (free text)
+        fold: 1                               # optional
+        data_args: {classes: 8}               # optional; over the defaults' data_args (the suite's protocol)
     launcher:                       # optional: SLURM resources of `--launcher slurm` (flags win)
       partition: gpu
       time_min: 240
@@ -26,6 +35,10 @@ A cell's keys are the settings of :class:`fer_bench.settings.TrainConfig` of the
 ``folds`` and ``seeds``; each value is checked when the suite is loaded, before any data is
 read.  Dataset roots never appear here: they come from ``--data-root`` / ``$FER_DATA``
 (``<data root>/<dataset>``).
+
+An ``external:`` entry (:class:`External`) is checked when the suite is loaded too (its keys, a
+registered dataset, the file there, a name no cell of the suite runs on that dataset, one entry
+per method × dataset × fold); the runner scores it (:mod:`fer_bench.bench.external`).
 """
 from __future__ import annotations
 
@@ -99,6 +112,104 @@ class Job:
         return f"{self.method}[{self.label}]" if self.label else self.method
 
 
+EXTERNAL_KEYS = ("method", "dataset", "predictions", "source", "fold", "data_args")
+_EXTERNAL_NEEDS = {"method": "the name its row gets", "dataset": "a registered dataset",
+                   "predictions": "a csv or npz file, relative to the suite file",
+                   "source": "who made the predictions, e.g. 'POSTER++ official checkpoint, github.com/...'"}
+
+
+@dataclass(frozen=True)
+class External:
+    """A suite's ``external:`` entry: a file of test predictions made elsewhere (a released
+    checkpoint evaluated by its own code), scored on the dataset's test split by
+    :func:`fer_bench.score.score_predictions` and published as a row of ``kind`` ``external``
+    beside the trained rows (:mod:`fer_bench.bench.external`).  Nothing is trained for it: it
+    has no seed, no recipe, no epochs."""
+
+    method: str
+    dataset: str
+    predictions: str  # absolute path
+    source: str
+    fold: int | None = None
+    data_args: dict[str, Any] = field(default_factory=dict)  # the test protocol (defaults' data_args under its own)
+
+    @cached_property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        with open(self.predictions, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    @cached_property
+    def config_hash(self) -> str:
+        """``ext-`` and a hash of what defines the row's numbers: the file's SHA-256, the dataset,
+        fold and protocol arguments (a changed file is a new entry; no training config is implied)."""
+        d = {"predictions_sha256": self.sha256, "dataset": self.dataset, "fold": self.fold,
+             "data_args": self.data_args}
+        return "ext-" + hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    @property
+    def key(self) -> str:
+        fold = "-" if self.fold is None else str(self.fold)
+        return f"external/{self.method}/{self.dataset}/{self.config_hash}/fold{fold}"
+
+
+def _external_entries(doc: dict, path: Path, defaults: dict, jobs: list[Job]) -> list[External]:
+    """The suite's ``external:`` entries, each checked (see :class:`External`); one-line errors."""
+    from fer_bench.data import DATASETS
+
+    entries = doc.get("external") or []
+    shape = "{" + ", ".join(EXTERNAL_KEYS[:4]) + "[, fold, data_args]}"
+    if not isinstance(entries, list):
+        raise DataFormatError(path, f"'external' as a list of entries {shape}", found=repr(entries))
+    trained = {(j.row_method, j.dataset) for j in jobs}
+    out: list[External] = []
+    seen: set[tuple] = set()
+    for i, e in enumerate(entries):
+        where = f"external entry {i + 1}"
+        if not isinstance(e, dict):
+            raise DataFormatError(path, f"{where}: a mapping {shape}", found=repr(e))
+        where += f" ({e.get('method')}/{e.get('dataset')})"
+        unknown = sorted(map(str, set(e) - set(EXTERNAL_KEYS)))
+        if unknown:
+            raise DataFormatError(path, f"{where}: only the keys {', '.join(EXTERNAL_KEYS)}", found=", ".join(unknown))
+        for k, need in _EXTERNAL_NEEDS.items():
+            if not isinstance(e.get(k), str) or not e[k].strip():
+                raise DataFormatError(path, f"{where}: '{k}': {need}", found=repr(e.get(k)))
+        method, dataset = e["method"].strip(), e["dataset"]
+        if "/" in method:
+            raise DataFormatError(path, f"{where}: a method name without '/'", found=repr(method))
+        if dataset not in DATASETS:
+            raise DataFormatError(path, f"{where}: a registered dataset ({', '.join(DATASETS.names())})",
+                                  found=repr(dataset))
+        file = (path.resolve().parent / Path(e["predictions"]).expanduser()).resolve()
+        if not file.is_file():
+            raise DataFormatError(path, f"{where}: predictions: a csv or npz file (relative to the suite file)",
+                                  found=f"no such file {file}")
+        fold = e.get("fold")
+        if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int)):
+            raise DataFormatError(path, f"{where}: fold: an integer", found=repr(fold))
+        own = e.get("data_args") or {}
+        if not isinstance(own, dict):
+            raise DataFormatError(path, f"{where}: data_args as a mapping", found=repr(own))
+        data_args = {**(defaults.get("data_args") or {}), **own}
+        try:
+            S.check_kwargs(DATASETS.get(dataset), data_args, what=f"dataset {dataset}", flag="data_args.",
+                           reserved=("root", "fold"))
+        except UserError as err:
+            raise DataFormatError(path, f"{where}: data_args the dataset accepts", found=str(err)) from None
+        if (method, dataset) in trained:
+            raise DataFormatError(path, f"{where}: a method name no cell of this suite runs on {dataset} (an "
+                                        "external row sits beside the trained rows, never among them)", found=repr(method))
+        if (method, dataset, fold) in seen:
+            raise DataFormatError(path, f"{where}: one entry per method, dataset and fold", found="a second one")
+        seen.add((method, dataset, fold))
+        out.append(External(method=method, dataset=dataset, predictions=str(file), source=e["source"].strip(),
+                            fold=fold, data_args=data_args))
+    return out
+
+
 def _checked(key: str, value: Any, where: str) -> Any:
     """A suite value checked like its flag, the error naming the suite key."""
     try:
@@ -139,6 +250,7 @@ class Suite:
     path: Path
     jobs: list[Job]
     launcher: dict[str, Any] = field(default_factory=dict)  # SLURM resources (`launcher:`, see bench/slurm.py)
+    external: list[External] = field(default_factory=list)  # predictions made elsewhere (`external:`)
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -154,13 +266,21 @@ def load_suite(path: str | Path) -> Suite:
         raise DataFormatError(path, "valid YAML", line=None if line is None else line + 1, found=str(e)) from None
     if not isinstance(doc, dict) or "cells" not in doc or not isinstance(doc["cells"], list):
         raise DataFormatError(path, "a mapping with 'suite', optional 'defaults' and a 'cells' list")
+    unknown = sorted(set(doc) - {"suite", "imports", "defaults", "cells", "external", "launcher"})
+    if unknown:
+        raise DataFormatError(path, "only the top-level keys suite, imports, defaults, cells, external, launcher",
+                              found=", ".join(unknown))
+    imports = doc.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
+        raise DataFormatError(path, "'imports' as a list of module names, .py files or package folders",
+                              found=repr(imports))
+    from fer_bench.registry import import_modules
+
+    # the suite's own methods and datasets (paths relative to the suite file): a failure is one line
+    import_modules(imports, base=path.resolve().parent, flag=f"{path}: imports:")
+    from fer_bench.bench.slurm import check_settings
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
-
-    unknown = sorted(set(doc) - {"suite", "defaults", "cells", "launcher"})
-    if unknown:
-        raise DataFormatError(path, "only the top-level keys suite, defaults, cells, launcher", found=", ".join(unknown))
-    from fer_bench.bench.slurm import check_settings
 
     launcher = check_settings(doc.get("launcher") or {}, path)
     name = doc.get("suite") or path.stem
@@ -221,4 +341,5 @@ def load_suite(path: str | Path) -> Suite:
                 raise
             raise UserError(str(e)) from None
         jobs.extend(cell_jobs)
-    return Suite(name=name, path=path, jobs=jobs, launcher=launcher)
+    external = _external_entries(doc, path, defaults, jobs)
+    return Suite(name=name, path=path, jobs=jobs, launcher=launcher, external=external)

@@ -27,14 +27,33 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     from fer_bench.cli.bench import add_bench_commands
     from fer_bench.cli.data import add_data_commands
+    from fer_bench.cli.new import add_new_commands
     from fer_bench.cli.run import add_run_commands
+    from fer_bench.cli.score import add_score_commands
 
     parser = Parser(prog="fer-bench", description="Facial expression recognition benchmark suite")
     sub = parser.add_subparsers(dest="command", required=True)
     add_run_commands(sub)
     add_bench_commands(sub)
     add_data_commands(sub)
+    add_new_commands(sub)
+    add_score_commands(sub)
+    _add_import_flag(parser)
     return parser
+
+
+def _add_import_flag(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable) on every command: user code that registers methods or
+    datasets (:func:`fer_bench.registry.import_modules`), imported before the command runs."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # an alias maps to the same parser
+                _add_import_flag(child)
+            return
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): a dotted module name, a .py file or a package "
+                             "folder that registers methods or datasets (installed plugins need nothing: their "
+                             "entry points in fer_bench.methods / fer_bench.datasets are found)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,9 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        if args.imports:
+            from fer_bench.registry import import_modules
+
+            import_modules(args.imports)
         return int(args.func(args) or 0)
     except (UnknownNameError, UserError) as e:
         print(f"fer-bench: error: {e}", file=sys.stderr)
+        return 2
+    except NotImplementedError as e:  # a hook of one's own method or dataset not yet written (fer-bench new)
+        print(f"fer-bench: error: not implemented: {e}", file=sys.stderr)
         return 2
 
 

@@ -171,6 +171,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{r['dataset']}: WAR {r['verdict_war']} ({r['diff_war']:+.2f} [{r['war_ci_low']:+.2f}, "
               f"{r['war_ci_high']:+.2f}]); UAR {r['verdict_uar']} ({r['diff_uar']:+.2f} [{r['uar_ci_low']:+.2f}, "
               f"{r['uar_ci_high']:+.2f}])")
+        if r.get("note"):  # an external model: how it was paired
+            print(f"  {r['note']}")
     return 0
 
 

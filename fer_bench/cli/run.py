@@ -21,6 +21,7 @@ def catalogue() -> dict[str, list[dict[str, Any]]]:
         meta = cls.metafile().as_dict()  # citation, kind, every reported number with its protocol, recipe, fidelity
         methods.append({
             "name": name,
+            "source": METHODS.source(name),  # built-in, an installed entry point, --import or a module
             "modality": cls.modality,
             **{k: v for k, v in meta.items() if k != "method"},
             "metafile": str(cls.metafile().path),
@@ -29,7 +30,8 @@ def catalogue() -> dict[str, list[dict[str, Any]]]:
             "macs": cost["macs"],  # multiply-accumulates of one forward at the method's input size
         })
     datasets = [
-        {"name": name, "modality": cls.info.modality, "classes": list(cls.classes), "protocol": cls.info.protocol}
+        {"name": name, "source": DATASETS.source(name), "modality": cls.info.modality, "classes": list(cls.classes),
+         "protocol": cls.info.protocol}
         for name, cls in DATASETS.items()
     ]
     return {"methods": methods, "datasets": datasets}
@@ -86,7 +88,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not console.is_terminal:  # pipes and logs: do not fold names into 80 columns
         console = Console(width=200)
     t = Table(title="methods")
-    for col in ("name", "kind", "modality", "input", "params", "MACs", "reported (%)", "citation"):
+    for col in ("name", "kind", "modality", "input", "params", "MACs", "reported (%)", "citation", "source"):
         t.add_column(col, overflow="fold")
     for m in cat["methods"]:
         rep = "; ".join(f"{r['dataset']}" + (f"-{r['classes']}" if r["classes"] else "") + ": "
@@ -94,13 +96,13 @@ def cmd_list(args: argparse.Namespace) -> int:
                         + (f" ({r['by']})" if r["by"] else "") for r in m["reported"])
         cite = m["citation"] + (" [reconstruction]" if m["reconstructed"] else "")
         t.add_row(m["name"], m["kind"], m["modality"], m["input"], f"{m['params'] / 1e6:.2f}M",
-                  f"{m['macs'] / 1e9:.3f}G", rep or "-", cite)
+                  f"{m['macs'] / 1e9:.3f}G", rep or "-", cite, m["source"])
     console.print(t)
     t = Table(title="datasets")
-    for col in ("name", "modality", "classes", "protocol"):
+    for col in ("name", "modality", "classes", "protocol", "source"):
         t.add_column(col, overflow="fold")
     for d in cat["datasets"]:
-        t.add_row(d["name"], d["modality"], ", ".join(d["classes"]), d["protocol"])
+        t.add_row(d["name"], d["modality"], ", ".join(d["classes"]), d["protocol"], d["source"])
     console.print(t)
     return 0
 

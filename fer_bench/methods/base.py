@@ -105,8 +105,12 @@ class FERMethod(L.LightningModule):
         name = cls.__dict__.get("registry_name")
         if not name:
             return None
-        path = Path(cls.metafile_path) if cls.metafile_path else \
-            Path(sys.modules[cls.__module__].__file__).parent / "metafiles" / f"{name}.yaml"
+        if cls.metafile_path:  # a path the class names (relative to its module's folder)
+            path = Path(sys.modules[cls.__module__].__file__).parent / cls.metafile_path
+        else:  # beside the module: metafiles/<name>.yaml (the built-in layout) or <name>.yaml
+            here = Path(sys.modules[cls.__module__].__file__).parent
+            path = next((p for p in (here / "metafiles" / f"{name}.yaml", here / f"{name}.yaml") if p.is_file()),
+                        here / "metafiles" / f"{name}.yaml")
         return load_metafile(name, path)
 
     @classmethod

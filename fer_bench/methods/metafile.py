@@ -246,6 +246,15 @@ def _reported(path: Path, i: int, raw: Any) -> Reported:
                     by=str(raw.get("by") or ""), classes=classes)
 
 
+def _fill_in_marks(node: Any, where: str = "") -> list[str]:
+    """The keys whose value still holds the ``FILL IN`` mark of :mod:`fer_bench.skeletons`."""
+    if isinstance(node, dict):
+        return [w for k, v in node.items() for w in _fill_in_marks(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(node, list):
+        return [w for i, v in enumerate(node) for w in _fill_in_marks(v, f"{where}[{i}]")]
+    return [where] if isinstance(node, str) and "FILL IN" in node else []
+
+
 def parse_metafile(path: Path) -> Metafile:
     import yaml
 
@@ -263,6 +272,10 @@ def parse_metafile(path: Path) -> Metafile:
     unknown = sorted(set(doc) - set(keys))
     if unknown:
         raise DataFormatError(path, f"only the keys {', '.join(keys)}", found=", ".join(unknown))
+    left = _fill_in_marks(doc)
+    if left:  # a skeleton of `fer-bench new method` not yet filled in
+        raise DataFormatError(path, f"every 'FILL IN' of the skeleton replaced by what it asks for (method {doc['method']})",
+                              found=f"still 'FILL IN' at {', '.join(left)}")
     if doc["kind"] not in KINDS:
         raise DataFormatError(path, f"kind: one of {', '.join(KINDS)}", found=repr(doc["kind"]))
     fields = _fields(path, "recipe", doc["recipe"])

@@ -60,8 +60,19 @@ def _writer(name: str):
     from fer_bench.errors import UserError
 
     spec = WRITERS.get(name)
-    if spec is None:
-        raise UserError(f"no synthetic layout writer for {name!r}; valid names: {', '.join(writer_names())}")
+    if spec is None:  # a dataset from outside the package writes its own layout (its write_synthetic)
+        from fer_bench.data import DATASETS
+
+        write = getattr(DATASETS.get(name), "write_synthetic", None) if name in DATASETS else None
+        if write is None:
+            raise UserError(f"no synthetic layout writer for {name!r}; valid names: {', '.join(writer_names())} "
+                            "(a dataset of one's own: its class's write_synthetic)")
+
+        def plugin_writer(root, **kw):
+            files = [Path(f) for f in write(root, **kw)]
+            return SynthLayout(Path(root), sample_files=files)
+
+        return plugin_writer
     module, fn = spec.split(":")
     return getattr(importlib.import_module(module), fn)
 
