@@ -262,3 +262,26 @@ def test_two_device_ddp_suite_matches_single_device_eval(tmp_path):
             model, datamodule=dm, verbose=False)
         assert row.war == pytest.approx(model.test_scores.war, abs=1e-6)
         assert row.uar == pytest.approx(model.test_scores.uar, abs=1e-6)
+
+
+def test_write_baseline_with_only_replaces_just_those_cells(tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        "suite: tiny\n"
+        "defaults: {seeds: [0], max_epochs: 1, batch_size: 8, input_size: 32,\n"
+        "           data_args: {train_per_class: 3, val_per_class: 2, test_per_class: 2}}\n"
+        "cells:\n"
+        "  - {method: resnet18_pretrained, dataset: synthetic-static}\n"
+        "  - {method: angular_sknet, dataset: synthetic-static}\n")
+    baseline = tmp_path / "baseline.csv"
+    old = pd.DataFrame({"method": ["resnet18_pretrained", "angular_sknet", "gone"], "dataset": ["synthetic-static"] * 3,
+                        "war": [0.91, 0.92, 0.93], "uar": [0.5, 0.5, 0.5], "seed": [0, 0, 0]})
+    old.to_csv(baseline, index=False)
+    proc = run_cli("regress", "--suite", str(suite), "--baseline", str(baseline), "--only", "angular_sknet/*",
+                   "--write-baseline")
+    assert "(3 rows; 2 of other cells kept)" in proc.stdout
+    new = pd.read_csv(baseline)
+    assert sorted(new["method"]) == ["angular_sknet", "gone", "resnet18_pretrained"]
+    kept = new.set_index("method")
+    assert kept.loc["resnet18_pretrained", "war"] == 0.91 and kept.loc["gone", "war"] == 0.93
+    assert kept.loc["angular_sknet", "war"] != 0.92 and kept.loc["angular_sknet", "status"] == "ok"

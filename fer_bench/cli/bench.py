@@ -205,8 +205,14 @@ def cmd_regress(args: argparse.Namespace) -> int:
                          progress=False, only=args.only, paper_init="never")
         current = pd.read_csv(path)
         if args.write_baseline:
+            kept = 0
+            if args.only and baseline_path.exists():  # replace the selected cells' rows, keep the others'
+                old = pd.read_csv(baseline_path)
+                others = old.drop(select_cells(old, args.only).index)
+                kept = len(others)
+                current = pd.concat([others, current], ignore_index=True)
             atomic_write_text(baseline_path, current.to_csv(index=False))
-            print(f"wrote {baseline_path} ({len(current)} rows)")
+            print(f"wrote {baseline_path} ({len(current)} rows" + (f"; {kept} of other cells kept)" if kept else ")"))
             return 0
     if not baseline_path.exists():
         print(f"fer-bench regress: {baseline_path} does not exist (create it with --write-baseline)", file=sys.stderr)
@@ -303,6 +309,8 @@ def add_bench_commands(sub) -> None:
     p = sub.add_parser("regress", help="run the smoke suite and compare with the committed baseline")
     p.add_argument("--suite", default="benchmarks/smoke.yaml")
     p.add_argument("--baseline", default="leaderboards/smoke/baseline.csv")
-    p.add_argument("--only", nargs="+")
-    p.add_argument("--write-baseline", action="store_true")
+    p.add_argument("--only", nargs="+", metavar="METHOD/DATASET",
+                   help="run and compare only these cells (globs allowed); with --write-baseline, replace only their "
+                        "rows of the baseline (a new or changed cell without rerunning the others)")
+    p.add_argument("--write-baseline", action="store_true", help="write the run as the baseline instead of comparing")
     p.set_defaults(func=cmd_regress)
