@@ -67,6 +67,12 @@ def resolve(cfg: TrainConfig) -> ResolvedRun:
     method_cls, data_cls = METHODS.get(cfg.method), DATASETS.get(cfg.dataset)
     recipe = method_cls.recipe()
     recipe = recipe.for_dataset(cfg.dataset) if recipe is not None else None
+    if recipe is not None and hasattr(method_cls, "adapt_recipe"):
+        # a method whose network a hyper-parameter names (the `backbone` baseline) puts that network's own
+        # input size and normalisation into the recipe the run follows and is compared with
+        from fer_bench.data.transforms import NORMALIZATIONS
+
+        recipe = method_cls.adapt_recipe(recipe, cfg.method_args, cfg.data_args, NORMALIZATIONS)
 
     def from_recipe(name: str, default: Any) -> Any:
         v = recipe.value(name) if recipe is not None else None
