@@ -9,16 +9,31 @@ class UserError(Exception):
 class DataFormatError(UserError):
     """A dataset file that is not as distributed: names the file, the line and what was expected."""
 
-    def __init__(self, path, expected: str, *, line: int | None = None, found: str | None = None) -> None:
+    def __init__(self, path, expected: str, *, line: int | None = None, found: str | None = None,
+                 column: int | None = None) -> None:
         self.path = str(path)
         self.line = line
+        self.column = column
         self.expected = expected
         self.found = found
-        where = self.path + (f", line {line}" if line is not None else "")
+        where = self.path + (f", line {line}" if line is not None else "") + (f", column {column}" if column else "")
         msg = f"{where}: expected {expected}"
         if found is not None:
             msg += f", found {found}"
         super().__init__(msg)
+
+
+def yaml_error(path, error: Exception) -> DataFormatError:
+    """A YAML syntax error of ``path`` (PyYAML's ``MarkedYAMLError``) as one line: the file, the line
+    and the column of the problem, the problem and, when PyYAML gives it, what it was parsing."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    context, cmark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and cmark is not None:
+        problem += f" ({' '.join(str(context).split())} at line {cmark.line + 1}, column {cmark.column + 1})"
+    problem = problem[len("found "):] if problem.startswith("found ") else f"a syntax error: {problem}"
+    return DataFormatError(path, "valid YAML", line=None if mark is None else mark.line + 1,
+                           column=None if mark is None else mark.column + 1, found=problem)
 
 
 class UnreadableSample(Exception):

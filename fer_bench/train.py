@@ -14,6 +14,7 @@ as ``resume_from`` starts at the next epoch and ends as the uninterrupted run wo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -73,9 +74,29 @@ def build(cfg: TrainConfig, resolved=None):
     return dm, model
 
 
+class _NoLitLoggerTip(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... litlogger" advertisement, logged at every Trainer's start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Silence exactly two notices every run printed, at their source, and nothing else: Lightning's
+    litlogger tip (an info record of its ``rank_zero`` logger) and torch's FutureWarning that
+    ``isinstance(treespec, LeafSpec)`` is deprecated, raised by Lightning's own ``utilities/_pytree.py``
+    (lightning 2.6 with torch 2.14); neither is about the run."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoLitLoggerTip) for f in log.filters):
+        log.addFilter(_NoLitLoggerTip())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+
+
 def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool, max_epochs: int):
     import lightning as L
 
+    quiet_lightning()
     world = cfg.devices * cfg.num_nodes
     return L.Trainer(
         max_epochs=max_epochs,

@@ -18,16 +18,28 @@ from typing import Any
 import numpy as np
 
 from fer_bench import evaluation
-from fer_bench.errors import UserError
+from fer_bench.errors import DataFormatError, UserError
+
+CHECKPOINT = "a checkpoint written by fer-bench train or bench (a Lightning .ckpt file)"
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The Lightning checkpoint in ``path``, or a :class:`DataFormatError` naming the file and what it is
+    instead (missing, empty, damaged, no torch file, or a torch file that is no Lightning checkpoint)."""
+    from fer_bench.methods.base import read_torch_file
+
+    ckpt = read_torch_file(path, CHECKPOINT, weights_only=False)  # our own checkpoints hold more than tensors
+    if not isinstance(ckpt, dict) or not {"state_dict", "pytorch-lightning_version"} <= set(ckpt):
+        raise DataFormatError(path, CHECKPOINT, found="a dict without Lightning's state_dict and "
+                              "pytorch-lightning_version (a plain state dict?)" if isinstance(ckpt, dict)
+                              else f"a {type(ckpt).__name__}")
+    return ckpt
 
 
 def method_of_checkpoint(path: str | os.PathLike) -> str:
     """The registered method a fer_bench checkpoint belongs to (stored in the checkpoint; for an
     older one, read from its run folder's ``config.yaml``)."""
-    import torch
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    name = ckpt.get("fer_bench_method") if isinstance(ckpt, dict) else None
+    name = read_checkpoint(path).get("fer_bench_method")
     if name:
         return str(name)
     for parent in Path(path).resolve().parents[:3]:
@@ -36,7 +48,8 @@ def method_of_checkpoint(path: str | os.PathLike) -> str:
             import yaml
 
             return str(yaml.safe_load(cfg.read_text())["run"]["method"])
-    raise UserError(f"{path}: not a fer_bench checkpoint (no method recorded); give --method")
+    raise DataFormatError(path, "a fer_bench checkpoint, which records its method",
+                          found="a Lightning checkpoint without one (give --method)")
 
 
 def class_mapping(model_classes: list[str], data_classes: list[str]) -> dict[str, Any]:
@@ -69,8 +82,18 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, root: str | None, *, m
     from fer_bench.metrics import scores_from_confusion
     from fer_bench.nn.functional import hard_labels
 
-    method = method or method_of_checkpoint(checkpoint)
-    model = METHODS.get(method).load_from_checkpoint(str(checkpoint), map_location=device).eval()
+    if method is None:
+        method = method_of_checkpoint(checkpoint)  # reads and checks the file
+    else:
+        read_checkpoint(checkpoint)
+    method_cls = METHODS.get(method)
+    try:
+        model = method_cls.load_from_checkpoint(str(checkpoint), map_location=device).eval()
+    except (KeyError, TypeError, RuntimeError) as e:  # another method's checkpoint: its keys or arguments differ
+        if isinstance(e, RuntimeError) and "state_dict" not in str(e):
+            raise
+        raise DataFormatError(checkpoint, f"a checkpoint of method {method}",
+                              found=" ".join(str(e).split())[:160]) from None
     data_cls = DATASETS.get(dataset)
     if data_cls.info.modality != model.modality:
         raise UserError(f"{method} is {model.modality} but {dataset} is {data_cls.info.modality}")

@@ -110,7 +110,7 @@ def test_a_bad_metafile_is_refused_naming_the_file_and_the_item(tmp_path):
     with pytest.raises(DataFormatError, match="kind: one of paper, baseline"):
         parse_metafile(path)
     path.write_text(base.replace("citation: c", "citation: [c"))
-    with pytest.raises(DataFormatError, match=r"m\.yaml, line \d+: expected valid YAML"):
+    with pytest.raises(DataFormatError, match=r"m\.yaml, line \d+, column \d+: expected valid YAML"):
         parse_metafile(path)
 
 

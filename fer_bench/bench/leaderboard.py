@@ -40,6 +40,7 @@ from fer_bench.bench.papers import (  # noqa: F401  (the comparison with the pap
     read_papers,
     write_papers_csv,
 )
+from fer_bench.errors import DataFormatError, UserError
 from fer_bench.files import atomic_write_text
 
 VERSION_RE = re.compile(r"^v(\d{3,})\.csv$")
@@ -54,6 +55,10 @@ TAIL_COLUMNS = [
     "devices", "nodes", "precision", "accelerator", "git_commit", "git_dirty", "torch_version",
     "lightning_version", "fer_bench_version", "config_hash", "started_at", "finished_at", "status", "error",
 ]
+
+
+class NoLeaderboard(UserError, FileNotFoundError):
+    """A suite without leaderboard versions, or a version that does not exist (a FileNotFoundError too)."""
 
 
 def versions(folder: Path) -> list[str]:
@@ -99,13 +104,45 @@ def write_version(folder: Path, rows: list[dict[str, Any]]) -> Path:
 def read_version(folder: Path, version: str | None = None) -> pd.DataFrame:
     vs = versions(folder)
     if not vs:
-        raise FileNotFoundError(f"no leaderboard versions under {folder}")
+        suites = [p.name for p in sorted(folder.parent.iterdir()) if p.is_dir() and versions(p)] \
+            if folder.parent.is_dir() else []
+        raise NoLeaderboard(f"{folder}: no leaderboard versions (expected vNNN.csv files written by fer-bench bench "
+                            f"for suite {folder.name}; suites with versions here: {', '.join(suites) or 'none'})")
     v = version or vs[-1]
     if v not in vs:
-        raise FileNotFoundError(f"{folder / (v + '.csv')} does not exist; versions: {', '.join(vs)}")
+        raise NoLeaderboard(f"{folder / (v + '.csv')}: no such leaderboard version (expected one of {', '.join(vs)})")
+    check_version_file(folder / f"{v}.csv")
     df = pd.read_csv(folder / f"{v}.csv")
     df.attrs["version"] = v
     return df
+
+
+def check_version_file(path: Path) -> None:
+    """A :class:`DataFormatError` naming the first line of a version file that is no leaderboard row:
+    a header without method, dataset, war and uar, a row whose field count is not the header's, or a
+    WAR or UAR that is neither a number nor empty (pandas would read such a row as empty cells)."""
+    import csv
+
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        missing = [c for c in ("method", "dataset", "war", "uar") if c not in header]
+        if missing:
+            raise DataFormatError(path, "a leaderboard header (suite,method,dataset,...,war,uar,...)", line=1,
+                                  found=f"no column {', '.join(missing)}")
+        scores = [header.index("war"), header.index("uar")]
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataFormatError(path, f"{len(header)} comma-separated fields, as its header has",
+                                      line=reader.line_num, found=str(len(row)))
+            for i in scores:
+                try:
+                    float(row[i] or "nan")
+                except ValueError:
+                    raise DataFormatError(path, f"a number or nothing as {header[i]}", line=reader.line_num,
+                                          found=repr(row[i][:40])) from None
 
 
 def protocol_tag(df: pd.DataFrame) -> str:

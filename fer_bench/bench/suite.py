@@ -52,7 +52,7 @@ from typing import Any
 import yaml
 
 from fer_bench import settings as S
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.errors import DataFormatError, UserError, yaml_error
 
 
 @dataclass(frozen=True)
@@ -262,8 +262,7 @@ def load_suite(path: str | Path) -> Suite:
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise DataFormatError(path, "valid YAML", line=None if line is None else line + 1, found=str(e)) from None
+        raise yaml_error(path, e) from None
     if not isinstance(doc, dict) or "cells" not in doc or not isinstance(doc["cells"], list):
         raise DataFormatError(path, "a mapping with 'suite', optional 'defaults' and a 'cells' list")
     unknown = sorted(set(doc) - {"suite", "imports", "defaults", "cells", "external", "launcher"})

@@ -16,6 +16,7 @@ only ones a checkpoint callback may monitor; the test split is evaluated once, a
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from fer_bench.classes import default_class_names
-from fer_bench.errors import verify_choice
+from fer_bench.errors import DataFormatError, verify_choice
 from fer_bench.metrics import FERMetrics, FERScores
 from fer_bench.nn.complexity import count_params  # noqa: F401  (re-exported by fer_bench.methods)
 from fer_bench.nn.functional import soft_cross_entropy
@@ -248,11 +249,12 @@ class FERMethod(L.LightningModule):
         ``adapt_input_conv`` does this) and reported under ``adapted``.  Other tensors whose
         shape differs (a classifier for other classes) are skipped and reported.
         """
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        expected = "a state dict (torch.save of a model's state_dict(), or a Lightning checkpoint)"
+        state = read_torch_file(path, expected)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, dict):
-            raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+            raise DataFormatError(path, expected, found=f"a {type(state).__name__}")
         targets = [("", self)]
         if hasattr(self, "backbone"):
             targets.append(("backbone.", self.backbone))
@@ -264,11 +266,13 @@ class FERMethod(L.LightningModule):
                 best = (hits, prefix, mod)
         hits, _, mod = best
         if hits <= 0:
-            raise ValueError(f"{path}: no parameter name matches {type(self).__name__}")
+            first = ", ".join(map(repr, list(state)[:3]))[:120] + (", ..." if len(state) > 3 else "")
+            raise DataFormatError(path, f"parameters of {type(self).__name__} or of its backbone",
+                                  found=f"none among its {len(state)} keys ({first})")
         own = mod.state_dict()
         usable, adapted = {}, []
         for k, v in state.items():
-            if k not in own:
+            if k not in own or not torch.is_tensor(v):
                 continue
             if own[k].shape == v.shape:
                 usable[k] = v
@@ -279,6 +283,29 @@ class FERMethod(L.LightningModule):
         result = mod.load_state_dict(usable, strict=False)
         return {"loaded": sorted(usable), "adapted": sorted(adapted), "shape_mismatch": skipped,
                 "missing": list(result.missing_keys), "unexpected": sorted(k for k in state if k not in own)}
+
+
+def read_torch_file(path: str | Path, expected: str, *, weights_only: bool = True) -> Any:
+    """The object ``torch.save`` wrote to ``path`` (loaded on the CPU), or a :class:`DataFormatError`
+    naming the file, ``expected`` and what it is instead: missing, empty, a damaged or truncated torch
+    file, no torch file at all, or objects a weights-only load refuses."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataFormatError(p, expected, found="no such file" if not p.exists() else "not a file")
+    if p.stat().st_size == 0:
+        raise DataFormatError(p, expected, found="an empty file")
+    try:
+        with warnings.catch_warnings():  # a plain pickle: "Detected pickle protocol 4 ...", before the refusal below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # torch raises many kinds here (EOFError, OSError, UnpicklingError, RuntimeError, ...)
+        with open(p, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6 is a zip archive
+        why = str(e).split("WeightsUnpickler error:", 1)[1:]  # torch's reason, amid advice over several lines
+        why = " ".join(why[0].split("Check the documentation", 1)[0].split()).split(". ")[0][:160] if why else ""
+        found = (f"objects a weights-only load refuses ({why})" if why
+                 else "a damaged or truncated torch file" if zipped else "no torch.save file")
+        raise DataFormatError(p, expected, found=found) from None
 
 
 class delayed_step:

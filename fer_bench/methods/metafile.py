@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_bench.errors import DataFormatError
+from fer_bench.errors import DataFormatError, yaml_error
 
 METAFILES_DIR = Path(__file__).with_name("metafiles")
 KINDS = ("paper", "baseline", "legacy")
@@ -262,9 +262,7 @@ def parse_metafile(path: Path) -> Metafile:
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataFormatError(path, "valid YAML", line=None if mark is None else mark.line + 1,
-                              found=str(getattr(e, "problem", e))) from None
+        raise yaml_error(path, e) from None
     keys = ("method", "kind", "citation", "doi", "url", "code", "fidelity", "reported", "recipe", "datasets")
     if not isinstance(doc, dict) or not {"method", "kind", "citation", "fidelity", "recipe"} <= set(doc):
         raise DataFormatError(path, "a mapping with method, kind, citation, fidelity, reported, recipe and optional "
