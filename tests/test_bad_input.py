@@ -96,6 +96,8 @@ CASES = [
                         ("page", ["page", "good", "--version", "v999"]))],
     ("suite-yaml-syntax", {}, lambda t: (t / "bad.yaml").write_text(SUITE_YAML), ["bench", "bad.yaml"],
      "bad.yaml", "line 5, column 11"),
+    ("suite-not-utf8", {}, lambda t: (t / "latin.yaml").write_bytes("suite: caf\xe9\ncells: []\n".encode("latin-1")),
+     ["bench", "latin.yaml"], "latin.yaml", "offset 10, not UTF-8"),
     ("metafile-yaml-syntax", {}, _metafile_plugin, ["list", "--recipe", "badmeta", "--import", "plug/badmeta.py"],
      "badmeta.yaml", "line 3, column 9"),
 ]

@@ -260,9 +260,12 @@ def parse_metafile(path: Path) -> Metafile:
 
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise yaml_error(path, e) from None
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, "a UTF-8 YAML text file", found=f"byte 0x{e.object[e.start]:02x} at offset "
+                              f"{e.start}, not UTF-8") from None
     keys = ("method", "kind", "citation", "doi", "url", "code", "fidelity", "reported", "recipe", "datasets")
     if not isinstance(doc, dict) or not {"method", "kind", "citation", "fidelity", "recipe"} <= set(doc):
         raise DataFormatError(path, "a mapping with method, kind, citation, fidelity, reported, recipe and optional "
