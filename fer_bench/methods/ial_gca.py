@@ -9,7 +9,7 @@ architecture, loss weights and optimiser follow the official code
 ``gcsa_cai``: **[reconstruction]** of 梁成旭, 董建设, 李金良 (Liang, Dong & Li), "全局卷积和双注意力
 机制在动态表情识别中的应用", J. Tianjin Univ. of Technology and Education 2024, 34(3):57-63:
 IAL + GCA with GCA replaced by GCSA (SE + global-convolution weights, averaged) and the CAI
-loss (CE + auxiliary CE on layer2 and layer3 + IAL); see ``shared/papers.md`` section 2.
+loss (CE + auxiliary CE on layer2 and layer3 + IAL); see ``metafiles/gcsa_cai.yaml``.
 
 Network (both methods; input clips ``[B, T, C, H, W]`` in [0, 1], T >= 2)::
 

@@ -50,7 +50,7 @@ class SpatialPyramidAttention(nn.Module):
     information in the channel descriptor.  ``forward`` returns weights ``[N, C, 1, 1]`` in
     (0, 1).  Adaptive pooling makes it work on any map size (a 2x2 map pooled to 4x4 repeats
     values, which is what ``adaptive_avg_pool2d`` does).  ``bias=False`` gives the bias-free
-    FC layers of SENet/SPANet's excitation (papers.md section 1: "FC C·21→C/16 (no bias)").
+    FC layers of SENet/SPANet's excitation (Guo et al., ICME 2020: FC C·21→C/16 without bias).
     """
 
     def __init__(self, channels: int, reduction: int = 16, levels: tuple[int, ...] = (1, 2, 4),
@@ -135,7 +135,7 @@ class SelectiveAttention(nn.Module):
     * feature ``f = GAP(X ⊙ P̂) ⊙ E``: ``[N, C]``, where ``P̂ = P / mean_hw(P)`` is the pixel
       map rescaled to spatial mean 1 (``normalize_pixel=True``, the default), i.e. ``f`` is the
       ``P``-weighted average of ``X`` over positions.  ``normalize_pixel=False`` gives the
-      literal ``GAP(X ⊙ P)`` of the reconstruction in papers.md.
+      literal ``GAP(X ⊙ P)`` of the reconstruction (``metafiles/tcl_selective.yaml``).
 
     Why the rescaling (a choice made here; the paper's exact form is not public): with the
     literal form, the features shrink when ``P`` does, and nothing stops the optimiser from

@@ -64,7 +64,7 @@ class LowLevelFeatureMask(nn.Module):
 
     ``mask = sigmoid(conv3x3(upsample(high)))`` with the high-level map ``[N, C_h, h, w]``
     bilinearly upsampled to the low-level map's size and projected by a 3x3 convolution (3x3
-    as every kernel of Su & Wang's network; papers.md section 1) to its ``C_l`` channels,
+    as every kernel of Su & Wang's network; ``metafiles/angular_sknet.yaml``) to its ``C_l`` channels,
     so each low-level channel gets its own per-position gate in (0, 1); then
     ``low ← low ⊙ mask``.  ``forward(low, high)`` returns ``(masked_low, mask)``.
     """

@@ -195,7 +195,7 @@ def negative_centers(
     point near the origin is at ``D ≈ ½`` from *every* unit feature, so ``D_neg`` can never
     exceed ``D_pos + m`` for m = 1 and the hinge never switches off (floors 0.319 and 0.198 for
     the fully- and semi-synthesized negatives with every feature on its own centre).  Its
-    direction is the spherical counterpart of the mean [reconstruction, papers.md section 4].
+    direction is the spherical counterpart of the mean [reconstruction, ``metafiles/tcl_selective.yaml``].
     The prediction-based negative is a real centre and is returned as is.
     """
     verify_choice(strategy, "negative strategy", NEGATIVE_STRATEGIES)

@@ -7,7 +7,7 @@ Recognition in the Wild", AAAI 2023 (arXiv 2208.10335), and its official code
 (github.com/muse1998/IAL-for-Facial-Expression-Recognition, ``modules.py``), read and
 re-written here; the facts taken from it are cited where they are used.  GCSA is the
 reconstruction of Liang, Dong & Li 2024 (J. Tianjin Univ. of Technology and Education
-34(3):57-63) described in ``shared/papers.md`` section 2.
+34(3):57-63) recorded in ``fer_bench/methods/metafiles/gcsa_cai.yaml``.
 
 Clip tensors travel through the 2-D layers as frame batches ``[B*T, C, H, W]`` (clip-major:
 the frames of clip ``b`` are rows ``b*T .. b*T+T-1``); the blocks that need the clip
@@ -127,7 +127,7 @@ class GlobalConvSEAttention(GlobalConvAttention):
     convolution) each give channel weights; their average is coupled over time exactly as
     in GCA.  The auxiliary head reads the global-convolution descriptor ``w0`` as in GCA.
     The paper's text is not public: the branch combination (mean of the two weights, before
-    the coupling) follows ``shared/papers.md``.
+    the coupling) is fer_bench's reading, recorded in ``metafiles/gcsa_cai.yaml``.
     """
 
     def __init__(self, channels: int, map_size: int, num_classes: int, reduction: int = 16,
