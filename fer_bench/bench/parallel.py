@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from fer_bench.bench.runfolder import RunFolder
+from fer_bench.bench.runfolder import EXIT_REQUEUE, RUN_DIR_ENV, WORKER_ENV, RunFolder
 from fer_bench.errors import UserError
 
 
@@ -73,8 +73,8 @@ def worker_commands(rf: RunFolder, n: int) -> list[tuple[list[str], dict[str, st
         env = dict(os.environ, OMP_NUM_THREADS=str(len(cores[i])), MKL_NUM_THREADS=str(len(cores[i])),
                    PYTHONUNBUFFERED="1")
         # an id of its own, even inside one SLURM allocation (whose id every worker would otherwise share)
-        env["FER_BENCH_WORKER"] = f"{socket.gethostname()}-{os.getpid()}-w{i}"
-        env.pop("FER_BENCH_RUN_DIR", None)
+        env[WORKER_ENV] = f"{socket.gethostname()}-{os.getpid()}-w{i}"
+        env.pop(RUN_DIR_ENV, None)
         where = f"cores {cores[i][0]}-{cores[i][-1]}" if len(cores[i]) > 1 else f"core {cores[i][0]}"
         if groups is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(groups[i])
@@ -85,7 +85,7 @@ def worker_commands(rf: RunFolder, n: int) -> list[tuple[list[str], dict[str, st
 
 
 def run_workers(rf: RunFolder, n: int, echo=print, poll_s: float = 0.5) -> int:
-    """Run ``n`` workers on ``rf`` until they end; 0, or 75 when a stop signal ended them."""
+    """Run ``n`` workers on ``rf`` until they end; 0, or :data:`EXIT_REQUEUE` when a stop signal ended them."""
     from fer_bench.bench.runner import unfinished
 
     logs = rf.path / "logs"
@@ -121,13 +121,13 @@ def run_workers(rf: RunFolder, n: int, echo=print, poll_s: float = 0.5) -> int:
             signal.signal(s, h)
     codes = [p.returncode for p in procs]
     for i, c in enumerate(codes):
-        if c not in (0, 75):
+        if c not in (0, EXIT_REQUEUE):
             echo(f"worker {i} ended with {'signal ' + signal.Signals(-c).name if c < 0 else f'exit code {c}'} "
                  f"(see {logs / f'worker-{i}.log'})")
     left = unfinished(rf)
     if left:
         echo(f"{len(left)} job(s) not done; finish them with --resume {rf.path}")
-    return 75 if (signalled or 75 in codes) and left else 0
+    return EXIT_REQUEUE if (signalled or EXIT_REQUEUE in codes) and left else 0
 
 
 def _row_line(row: dict) -> str:

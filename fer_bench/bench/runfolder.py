@@ -41,6 +41,8 @@ from fer_bench.registry import imported, reimport
 HEARTBEAT_S = 30.0
 STALE_S = float(os.environ.get("FER_BENCH_STALE_S", 600))  # a claim not refreshed for this long: its worker is gone
 WORKER_ENV = "FER_BENCH_WORKER"  # the worker id a DDP rank started by Lightning inherits from rank 0
+RUN_DIR_ENV = "FER_BENCH_RUN_DIR"  # the run folder a DDP rank re-launched by Lightning inherits from rank 0
+EXIT_REQUEUE = 75  # EX_TEMPFAIL: a worker stopped by a signal; its jobs resume from last.ckpt
 
 
 def safe_name(key: str) -> str:

@@ -35,12 +35,10 @@ from typing import Any
 
 import fer_bench
 from fer_bench.bench import leaderboard as lb
-from fer_bench.bench.runfolder import RunFolder, global_rank, now
+from fer_bench.bench.runfolder import RUN_DIR_ENV, RunFolder, global_rank, now
 from fer_bench.bench.suite import Job, Suite
 from fer_bench.files import atomic_write_text
 from fer_bench.settings import TrainConfig
-
-RUN_DIR_ENV = "FER_BENCH_RUN_DIR"
 
 
 def git_state() -> tuple[str, bool | None]:

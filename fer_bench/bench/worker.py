@@ -23,9 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-from fer_bench.bench.runfolder import HEARTBEAT_S, WORKER_ENV, Claim, RunFolder, Worker, global_rank
+from fer_bench.bench.runfolder import EXIT_REQUEUE, HEARTBEAT_S, WORKER_ENV, Claim, RunFolder, Worker, global_rank
 
-EXIT_REQUEUE = 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
