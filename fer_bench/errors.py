@@ -36,6 +36,20 @@ def yaml_error(path, error: Exception) -> DataFormatError:
                            column=None if mark is None else mark.column + 1, found=problem)
 
 
+def load_yaml(path):
+    """The YAML document of ``path`` (read as UTF-8), or one :class:`DataFormatError` line: a syntax
+    error with its line and column (:func:`yaml_error`), or a byte that is not UTF-8 with its offset."""
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise yaml_error(path, e) from None
+    except UnicodeDecodeError as e:
+        raise DataFormatError(path, "a UTF-8 YAML text file", found=f"byte 0x{e.object[e.start]:02x} at offset "
+                              f"{e.start}, not UTF-8") from None
+
+
 class UnreadableSample(Exception):
     """A sample whose file is missing, empty or cannot be decoded; the run skips and counts it."""
 

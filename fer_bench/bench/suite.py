@@ -49,10 +49,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fer_bench import settings as S
-from fer_bench.errors import DataFormatError, UserError, yaml_error
+from fer_bench.errors import DataFormatError, UserError, load_yaml
 
 
 @dataclass(frozen=True)
@@ -259,13 +257,7 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.exists():
         raise DataFormatError(path, "a suite YAML file", found="no such file")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise yaml_error(path, e) from None
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, "a UTF-8 YAML text file", found=f"byte 0x{e.object[e.start]:02x} at offset "
-                              f"{e.start}, not UTF-8") from None
+    doc = load_yaml(path)
     if not isinstance(doc, dict) or "cells" not in doc or not isinstance(doc["cells"], list):
         raise DataFormatError(path, "a mapping with 'suite', optional 'defaults' and a 'cells' list")
     unknown = sorted(set(doc) - {"suite", "imports", "defaults", "cells", "external", "launcher"})

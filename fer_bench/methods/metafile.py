@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_bench.errors import DataFormatError, yaml_error
+from fer_bench.errors import DataFormatError, load_yaml
 
 METAFILES_DIR = Path(__file__).with_name("metafiles")
 KINDS = ("paper", "baseline", "legacy")
@@ -256,16 +256,8 @@ def _fill_in_marks(node: Any, where: str = "") -> list[str]:
 
 
 def parse_metafile(path: Path) -> Metafile:
-    import yaml
-
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise yaml_error(path, e) from None
-    except UnicodeDecodeError as e:
-        raise DataFormatError(path, "a UTF-8 YAML text file", found=f"byte 0x{e.object[e.start]:02x} at offset "
-                              f"{e.start}, not UTF-8") from None
+    doc = load_yaml(path)
     keys = ("method", "kind", "citation", "doi", "url", "code", "fidelity", "reported", "recipe", "datasets")
     if not isinstance(doc, dict) or not {"method", "kind", "citation", "fidelity", "recipe"} <= set(doc):
         raise DataFormatError(path, "a mapping with method, kind, citation, fidelity, reported, recipe and optional "
