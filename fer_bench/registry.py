@@ -169,6 +169,14 @@ def _import_path(path: Path) -> tuple[str, Path]:
     return path.stem, path.parent
 
 
+def _search_root(mod) -> str:
+    """The sys.path folder a dotted module was found in: its file, up one folder per package level."""
+    if not getattr(mod, "__file__", None):
+        return ""
+    levels = mod.__name__.count(".") + (1 if mod.__file__.endswith("__init__.py") else 0)
+    return str(Path(mod.__file__).resolve().parents[levels])
+
+
 def import_modules(specs: Sequence[str], base: Path | None = None, flag: str = "--import") -> list[str]:
     """Import user code that registers methods or datasets; return the module names.
 
@@ -211,9 +219,7 @@ def import_modules(specs: Sequence[str], base: Path | None = None, flag: str = "
                 raise PluginError(f"{flag} {spec}: importing it failed: {type(e).__name__}: {e}") from None
             except Exception as e:
                 raise PluginError(f"{flag} {spec}: importing it failed: {type(e).__name__}: {e}") from None
-        top = Path(mod.__file__).resolve().parents[module.count(".") + (1 if mod.__file__.endswith("__init__.py") else 0)] \
-            if getattr(mod, "__file__", None) else None
-        record = {"module": module, "path": str(top) if top else "", "spec": spec}
+        record = {"module": module, "path": str(folder or _search_root(mod)), "spec": spec}
         if record not in _imported:
             _imported.append(record)
         names.append(module)

@@ -102,10 +102,10 @@ def evaluate(checkpoint: str | os.PathLike, dataset: str, root: str | None, *, m
 
     # the test-time side of the method's recipe there (resize, normalisation, test frames), unless data_args say
     # otherwise; the checkpoint's own input size and channels; one view per test sample
-    # (method_args: a hyper-parameter may name the network whose own normalisation the recipe takes, e.g. backbone)
-    method_args = {k: model.hparams[k] for k in ("backbone",) if k in getattr(model, "hparams", {})}
+    # (resolved with the checkpoint's own hyper-parameters: one may name the network whose preprocessing the
+    # recipe takes, as backbone's does)
     recipe_args = resolve(TrainConfig(method=method, dataset=dataset, input_size=model.input_size,
-                                      method_args=method_args)).data_args
+                                      method_args=dict(model.hparams))).data_args
     test_side = ("resize", "normalization", "test_frames", "short_clips")
     args = {**{k: v for k, v in recipe_args.items() if k in test_side}, **(data_args or {})}
     dm = data_cls(root, batch_size=batch_size, seed=seed, fold=fold, input_size=model.input_size,
