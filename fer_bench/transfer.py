@@ -26,7 +26,7 @@ CHECKPOINT = "a checkpoint written by fer-bench train or bench (a Lightning .ckp
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The Lightning checkpoint in ``path``, or a :class:`DataFormatError` naming the file and what it is
     instead (missing, empty, damaged, no torch file, or a torch file that is no Lightning checkpoint)."""
-    from fer_bench.methods.base import read_torch_file
+    from fer_bench.weights import read_torch_file
 
     ckpt = read_torch_file(path, CHECKPOINT, weights_only=False)  # our own checkpoints hold more than tensors
     if not isinstance(ckpt, dict) or not {"state_dict", "pytorch-lightning_version"} <= set(ckpt):

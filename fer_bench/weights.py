@@ -1,8 +1,12 @@
-"""Pre-trained weights without any download: a registry of named files the user puts in place.
+"""Pre-trained weights without any download: named files the user puts in place, read and loaded.
 
 fer_bench never fetches weights.  Each entry names the file, its checksum, where a user gets
 it, its licence and which backbones it fits; :func:`resolve` finds it under ``$FER_WEIGHTS``
 (or takes a path), checks it, and says in one line what to do when it is missing or wrong.
+:func:`read_torch_file` reads any torch file (weights, checkpoints) or names what is wrong with
+it; :func:`load_into` loads a state dict or checkpoint into a module (what
+:meth:`FERMethod.load_weights <fer_bench.methods.base.FERMethod.load_weights>` does), an RGB stem
+adapted to a grey one by :func:`adapt_input_conv`.  torch is imported only where a file is read.
 
 - A missing file: :class:`WeightsMissing` names the file, the folder it was looked for in and
   where it is published.
@@ -16,14 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from fer_bench.errors import UserError
+from fer_bench.errors import DataFormatError, UserError
 from fer_bench.registry import Registry
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 WEIGHTS_ENV = "FER_WEIGHTS"
+STATE_DICT = "a state dict (torch.save of a model's state_dict(), or a Lightning checkpoint)"
 
 
 class WeightsMissing(UserError):
@@ -151,10 +162,92 @@ def resolve(name_or_path: str, *, folder: str | os.PathLike | None = None) -> Re
 
 def load_state_dict(resolved: ResolvedWeights):
     """The state dict in a resolved file (``weights_only=True``: tensors and plain containers only)."""
-    import torch
-
-    state = torch.load(resolved.path, map_location="cpu", weights_only=True)
+    state = read_torch_file(resolved.path, STATE_DICT)
     key = resolved.entry.state_dict_key if resolved.entry else None
     if key and isinstance(state, dict) and key in state:
         state = state[key]
     return state
+
+
+def read_torch_file(path: str | os.PathLike, expected: str, *, weights_only: bool = True) -> Any:
+    """The object ``torch.save`` wrote to ``path`` (loaded on the CPU), or a :class:`DataFormatError`
+    naming the file, ``expected`` and what it is instead: missing, empty, a damaged or truncated torch
+    file, no torch file at all, or objects a weights-only load refuses."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataFormatError(p, expected, found="no such file" if not p.exists() else "not a file")
+    if p.stat().st_size == 0:
+        raise DataFormatError(p, expected, found="an empty file")
+    try:
+        with warnings.catch_warnings():  # a plain pickle: "Detected pickle protocol 4 ...", before the refusal below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(p, map_location="cpu", weights_only=weights_only)
+    except Exception as e:  # torch raises many kinds here (EOFError, OSError, UnpicklingError, RuntimeError, ...)
+        with open(p, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6 is a zip archive
+        why = str(e).split("WeightsUnpickler error:", 1)[1:]  # torch's reason, amid advice over several lines
+        why = " ".join(why[0].split("Check the documentation", 1)[0].split()).split(". ")[0][:160] if why else ""
+        found = (f"objects a weights-only load refuses ({why})" if why
+                 else "a damaged or truncated torch file" if zipped else "no torch.save file")
+        raise DataFormatError(p, expected, found=found) from None
+
+
+def load_into(module: nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Load a local state dict into ``module`` (``weights_only=True``; nothing is downloaded) and say
+    which keys were ``loaded``, ``adapted``, skipped for their ``shape_mismatch``, ``missing`` from the
+    file and ``unexpected`` in it.
+
+    Accepts a plain state dict, a Lightning checkpoint, or a backbone state dict (keys are matched
+    against ``module`` and, failing that, ``module.backbone``).  A 3-channel first convolution loaded
+    into a 1-channel stem is adapted by :func:`adapt_input_conv` and reported under ``adapted``.
+    Other tensors whose shape differs (a classifier for other classes) are skipped and reported.  A
+    file that is no state dict, or none of whose keys are the module's, is a :class:`DataFormatError`
+    naming it.
+    """
+    import torch
+
+    state = read_torch_file(path, STATE_DICT)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise DataFormatError(path, STATE_DICT, found=f"a {type(state).__name__}")
+    targets = [("", module)]
+    if hasattr(module, "backbone"):
+        targets.append(("backbone.", module.backbone))
+    best: tuple[int, str, nn.Module] = (-1, "", module)
+    for prefix, mod in targets:
+        own = mod.state_dict()
+        hits = sum(1 for k in state if k in own)
+        if hits > best[0]:
+            best = (hits, prefix, mod)
+    hits, _, mod = best
+    if hits <= 0:
+        first = ", ".join(map(repr, list(state)[:3]))[:120] + (", ..." if len(state) > 3 else "")
+        raise DataFormatError(path, f"parameters of {type(module).__name__} or of its backbone",
+                              found=f"none among its {len(state)} keys ({first})")
+    own = mod.state_dict()
+    usable, adapted = {}, []
+    for k, v in state.items():
+        if k not in own or not torch.is_tensor(v):
+            continue
+        if own[k].shape == v.shape:
+            usable[k] = v
+        elif (grey := adapt_input_conv(v, own[k].shape)) is not None:
+            usable[k] = grey
+            adapted.append(k)
+    skipped = sorted(k for k in state if k in own and k not in usable)
+    result = mod.load_state_dict(usable, strict=False)
+    return {"loaded": sorted(usable), "adapted": sorted(adapted), "shape_mismatch": skipped,
+            "missing": list(result.missing_keys), "unexpected": sorted(k for k in state if k not in own)}
+
+
+def adapt_input_conv(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """A ``[O, 3, kh, kw]`` RGB convolution kernel as the ``[O, 1, kh, kw]`` grey one of ``shape``
+    (summed over the input channels: grey = R = G = B gives the same response, as timm's
+    ``adapt_input_conv`` in ``timm/models/_manipulate.py``), or ``None`` when the shapes are not that pair."""
+    if weight.ndim == 4 and len(shape) == 4 and weight.shape[1] == 3 and shape[1] == 1 \
+            and weight.shape[0] == shape[0] and weight.shape[2:] == shape[2:]:
+        return weight.sum(dim=1, keepdim=True)
+    return None

@@ -16,20 +16,19 @@ only ones a checkpoint callback may monitor; the test split is evaluated once, a
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from torch import nn
 
 from fer_bench.classes import default_class_names
-from fer_bench.errors import DataFormatError, verify_choice
+from fer_bench.errors import verify_choice
 from fer_bench.metrics import FERMetrics, FERScores
 from fer_bench.nn.complexity import count_params  # noqa: F401  (re-exported by fer_bench.methods)
 from fer_bench.nn.functional import soft_cross_entropy
 from fer_bench.nn.tta import mean_softmax_log
+from fer_bench.weights import load_into
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 SCHEDULERS: tuple[str, ...] = ("cosine", "step", "exponential", "none")
@@ -240,72 +239,12 @@ class FERMethod(L.LightningModule):
 
     # -- weights ---------------------------------------------------------------------------
     def load_weights(self, path: str) -> dict[str, list[str]]:
-        """Load a local state dict (``weights_only=True``; nothing is downloaded).
-
-        Accepts a plain state dict, a Lightning checkpoint, or a backbone state dict (keys
-        are matched against this module and, failing that, ``self.backbone``).  A 3-channel
-        first convolution loaded into a 1-channel stem is adapted by summing its kernels over
-        the input channels (grey = R = G = B gives the same response; timm's
-        ``adapt_input_conv`` does this) and reported under ``adapted``.  Other tensors whose
-        shape differs (a classifier for other classes) are skipped and reported.
-        """
-        expected = "a state dict (torch.save of a model's state_dict(), or a Lightning checkpoint)"
-        state = read_torch_file(path, expected)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise DataFormatError(path, expected, found=f"a {type(state).__name__}")
-        targets = [("", self)]
-        if hasattr(self, "backbone"):
-            targets.append(("backbone.", self.backbone))
-        best: tuple[int, str, nn.Module] = (-1, "", self)
-        for prefix, mod in targets:
-            own = mod.state_dict()
-            hits = sum(1 for k in state if k in own)
-            if hits > best[0]:
-                best = (hits, prefix, mod)
-        hits, _, mod = best
-        if hits <= 0:
-            first = ", ".join(map(repr, list(state)[:3]))[:120] + (", ..." if len(state) > 3 else "")
-            raise DataFormatError(path, f"parameters of {type(self).__name__} or of its backbone",
-                                  found=f"none among its {len(state)} keys ({first})")
-        own = mod.state_dict()
-        usable, adapted = {}, []
-        for k, v in state.items():
-            if k not in own or not torch.is_tensor(v):
-                continue
-            if own[k].shape == v.shape:
-                usable[k] = v
-            elif adapt_input_conv(v, own[k].shape) is not None:
-                usable[k] = adapt_input_conv(v, own[k].shape)
-                adapted.append(k)
-        skipped = sorted(k for k in state if k in own and k not in usable)
-        result = mod.load_state_dict(usable, strict=False)
-        return {"loaded": sorted(usable), "adapted": sorted(adapted), "shape_mismatch": skipped,
-                "missing": list(result.missing_keys), "unexpected": sorted(k for k in state if k not in own)}
-
-
-def read_torch_file(path: str | Path, expected: str, *, weights_only: bool = True) -> Any:
-    """The object ``torch.save`` wrote to ``path`` (loaded on the CPU), or a :class:`DataFormatError`
-    naming the file, ``expected`` and what it is instead: missing, empty, a damaged or truncated torch
-    file, no torch file at all, or objects a weights-only load refuses."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataFormatError(p, expected, found="no such file" if not p.exists() else "not a file")
-    if p.stat().st_size == 0:
-        raise DataFormatError(p, expected, found="an empty file")
-    try:
-        with warnings.catch_warnings():  # a plain pickle: "Detected pickle protocol 4 ...", before the refusal below
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(p, map_location="cpu", weights_only=weights_only)
-    except Exception as e:  # torch raises many kinds here (EOFError, OSError, UnpicklingError, RuntimeError, ...)
-        with open(p, "rb") as f:
-            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6 is a zip archive
-        why = str(e).split("WeightsUnpickler error:", 1)[1:]  # torch's reason, amid advice over several lines
-        why = " ".join(why[0].split("Check the documentation", 1)[0].split()).split(". ")[0][:160] if why else ""
-        found = (f"objects a weights-only load refuses ({why})" if why
-                 else "a damaged or truncated torch file" if zipped else "no torch.save file")
-        raise DataFormatError(p, expected, found=found) from None
+        """Load a local state dict, Lightning checkpoint or backbone state dict into this method
+        (:func:`fer_bench.weights.load_into`: keys matched, an RGB stem summed into a grey one,
+        nothing downloaded) and return its report of loaded, adapted, skipped, missing and
+        unexpected keys.  A method whose files have a format of their own overrides it
+        (:class:`~fer_bench.methods.backbone.Backbone`: timm's)."""
+        return load_into(self, path)
 
 
 class delayed_step:
@@ -319,12 +258,3 @@ class delayed_step:
 
     def __call__(self, epoch: int) -> float:
         return self.gamma ** ((epoch - self.start) // self.step) if epoch > self.start else 1.0
-
-
-def adapt_input_conv(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
-    """A ``[O, 3, kh, kw]`` RGB convolution kernel as the ``[O, 1, kh, kw]`` grey one of ``shape``
-    (summed over the input channels), or ``None`` when the shapes are not that pair."""
-    if weight.ndim == 4 and len(shape) == 4 and weight.shape[1] == 3 and shape[1] == 1 \
-            and weight.shape[0] == shape[0] and weight.shape[2:] == shape[2:]:
-        return weight.sum(dim=1, keepdim=True)
-    return None
