@@ -9,6 +9,7 @@ target over the classes).  The DataModule wraps each split so that the loaders y
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -131,6 +132,17 @@ def stratified_split(
     val_arr = np.sort(np.asarray(val, dtype=np.int64))
     train_arr = np.setdiff1d(np.arange(len(labels)), val_arr)
     return train_arr, val_arr
+
+
+def subject_folds(subjects: Sequence[Any], n_folds: int) -> dict[str, int]:
+    """Subject-independent k folds: the fold of every subject, the subjects sorted by number
+    (``S005`` < ``S010`` < ``S100``) and dealt round-robin (the ``i``-th to fold ``i mod k``)."""
+    def key(s: str):
+        m = re.search(r"(\d+)", s)
+        return (int(m.group(1)) if m else -1, s)
+
+    uniq = sorted({str(s) for s in subjects}, key=key)
+    return {s: i % n_folds for i, s in enumerate(uniq)}
 
 
 def limit_per_class(labels: Sequence[int], positions: np.ndarray, n: int | None, seed: int) -> np.ndarray:

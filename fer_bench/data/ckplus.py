@@ -80,8 +80,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fer_bench.classes import CANONICAL_CLASSES_8
-from fer_bench.data.base import DatasetInfo, FERDataModule
-from fer_bench.data.faces import CroppedFrames, crop_face, face_boxes, haar_available, landmark_box  # noqa: F401
+from fer_bench.data.base import DatasetInfo, FERDataModule, subject_folds
+from fer_bench.data.faces import CroppedFrames, crop_face, face_boxes, haar_available, landmark_box, parse_landmarks  # noqa: F401
+from fer_bench.data.io import list_entries
 from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 
@@ -133,46 +134,6 @@ def parse_emotion_file(path: str | os.PathLike) -> int:
     return int(value)
 
 
-def parse_landmarks(path: str | os.PathLike) -> np.ndarray:
-    """The 68 ``(x, y)`` AAM points of a CK+ ``*_landmarks.txt`` (one ``x y`` pair per line)."""
-    path = Path(path)
-    text = path.read_text(errors="replace")
-    try:
-        vals = np.array(text.split(), dtype=np.float64)
-    except ValueError:
-        bad = next(t for t in text.split() if not _is_float(t))
-        raise DataFormatError(path, "68 lines of two numbers (x y)", found=repr(bad)) from None
-    if vals.size != 136 or not np.isfinite(vals).all():
-        raise DataFormatError(path, "68 landmark points (136 finite numbers, 'x y' per line)",
-                              found=f"{vals.size} numbers")
-    return vals.reshape(68, 2)
-
-
-def _is_float(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
-
-
-def subject_folds(subjects, n_folds: int = N_FOLDS) -> dict[str, int]:
-    """Fold of every subject: sorted by number (``S005`` < ``S010`` < ``S100``), dealt round-robin."""
-    def key(s: str):
-        m = re.search(r"(\d+)", s)
-        return (int(m.group(1)) if m else -1, s)
-
-    uniq = sorted({str(s) for s in subjects}, key=key)
-    return {s: i % n_folds for i, s in enumerate(uniq)}
-
-
-def _entries(folder: Path, *, dirs: bool) -> list[os.DirEntry]:
-    """Visible sub-folders (``dirs=True``) or files of ``folder``, sorted by name."""
-    with os.scandir(folder) as it:
-        out = [e for e in it if not e.name.startswith((".", "__")) and (e.is_dir() if dirs else e.is_file())]
-    return sorted(out, key=lambda e: e.name)
-
-
 # --------------------------------------------------------------------------------------
 # the official tree
 # --------------------------------------------------------------------------------------
@@ -189,7 +150,7 @@ class CKSequence:
 
 def _frames(seq_dir: Path) -> list[tuple[int, str]]:
     out = []
-    for e in _entries(seq_dir, dirs=False):
+    for e in list_entries(seq_dir, dirs=False):
         if not e.name.lower().endswith(".png"):
             continue  # e.g. Thumbs.db
         m = _FRAME_RE.search(e.name)
@@ -211,11 +172,11 @@ def scan_official(root: str | os.PathLike) -> tuple[list[CKSequence], int]:
                               "(Emotion/Sxxx/nnn/Sxxx_nnn_<frame>_emotion.txt)", found="no such folder")
     labelled: list[CKSequence] = []
     n_unlabelled = 0
-    for subj in _entries(img_root, dirs=True):
-        for seq in _entries(Path(subj.path), dirs=True):
+    for subj in list_entries(img_root, dirs=True):
+        for seq in list_entries(Path(subj.path), dirs=True):
             frames = _frames(Path(seq.path))
             emo_dir = emo_root / subj.name / seq.name
-            files = ([e for e in _entries(emo_dir, dirs=False) if e.name.endswith("_emotion.txt")]
+            files = ([e for e in list_entries(emo_dir, dirs=False) if e.name.endswith("_emotion.txt")]
                      if emo_dir.is_dir() else [])
             if not files:
                 n_unlabelled += 1
@@ -236,9 +197,9 @@ def scan_official(root: str | os.PathLike) -> tuple[list[CKSequence], int]:
                                       found=found)
             upto = tuple(frames[: numbers.index(peak) + 1])
             labelled.append(CKSequence(subj.name, seq.name, upto, code, emo.path))
-    for subj in _entries(emo_root, dirs=True):
-        for seq in _entries(Path(subj.path), dirs=True):
-            has_label = any(e.name.endswith("_emotion.txt") for e in _entries(Path(seq.path), dirs=False))
+    for subj in list_entries(emo_root, dirs=True):
+        for seq in list_entries(Path(subj.path), dirs=True):
+            has_label = any(e.name.endswith("_emotion.txt") for e in list_entries(Path(seq.path), dirs=False))
             if has_label and not (img_root / subj.name / seq.name).is_dir():
                 raise DataFormatError(img_root / subj.name / seq.name,
                                       f"the image sequence labelled by {seq.path}", found="no such folder")
@@ -266,7 +227,7 @@ def landmark_path(root: Path, frame_path: str) -> Path:
 def scan_ck48(base: str | os.PathLike) -> list[tuple[str, str, str, int]]:
     """``(path, canonical class name, subject, frame number)`` of every CK+48 image."""
     base = Path(base)
-    dirs = _entries(base, dirs=True)
+    dirs = list_entries(base, dirs=True)
     names = {d.name.lower(): d for d in dirs}
     unknown = [d.name for d in dirs if d.name.lower() not in CK48_FOLDERS]
     if unknown:
@@ -278,7 +239,7 @@ def scan_ck48(base: str | os.PathLike) -> list[tuple[str, str, str, int]]:
                               f"({', '.join(CK48_FOLDERS)})", found="no such folder")
     out = []
     for folder, cls_name in CK48_FOLDERS.items():
-        for e in _entries(Path(names[folder].path), dirs=False):
+        for e in list_entries(Path(names[folder].path), dirs=False):
             if not e.name.lower().endswith(".png"):
                 continue
             m = _CK48_RE.match(e.name)
@@ -347,7 +308,7 @@ class CKPlus(FERDataModule):
             if ck48 is None:
                 raise DataFormatError(root / CK48_DIR, "the CK+48 folder of class folders", found="no such folder")
             return "ck48", ck48
-        listing = ", ".join(e.name for e in _entries(root, dirs=True)[:8]) or "no sub-folders"
+        listing = ", ".join(e.name for e in list_entries(root, dirs=True)[:8]) or "no sub-folders"
         raise DataFormatError(root, "cohn-kanade-images/ and Emotion/ (official CK+) or CK+48/<class>/ "
                               "(CK+48 repackage)", found=listing)
 
@@ -405,7 +366,7 @@ class CKPlus(FERDataModule):
         index = {c: k for k, c in enumerate(self.classes)}
         labels = np.array([index[n] for n in names], dtype=np.int64)
         groups = np.asarray(groups)
-        self.subject_fold = subject_folds(groups)
+        self.subject_fold = subject_folds(groups, N_FOLDS)
         if len(self.subject_fold) < N_FOLDS:
             raise DataFormatError(base, f"labelled sequences of at least {N_FOLDS} subjects for {N_FOLDS} "
                                   "subject-disjoint folds", found=f"{len(self.subject_fold)} subjects")

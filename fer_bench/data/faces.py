@@ -1,17 +1,19 @@
 """Face boxes for face crops: OpenCV's Haar frontal-face detector, landmark boxes, square crops.
 
-Shared by the readers that crop faces (CK+); no dataset layout here.  Detections are cached
-per process by (path, size, mtime, cascade).
+Shared by the readers that crop faces (CK+); no dataset layout here.  Landmarks are read from
+text files of 68 ``x y`` lines (:func:`parse_landmarks`).  Detections are cached per process
+by (path, size, mtime, cascade).
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fer_bench.data.io import ImageListDataset, decode_image, to_chw
-from fer_bench.errors import UnreadableSample, UserError
+from fer_bench.errors import DataFormatError, UnreadableSample, UserError
 
 CENTER_FRACTION = 0.75
 LANDMARK_MARGIN = 0.10
@@ -28,6 +30,30 @@ def landmark_box(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[i
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     s = max(1, int(round(side)))
     return int(round(cx - s / 2)), int(round(cy - s / 2)), s, s
+
+
+def parse_landmarks(path: str | os.PathLike) -> np.ndarray:
+    """The 68 ``(x, y)`` AAM points of a landmark file such as CK+'s ``*_landmarks.txt`` (one ``x y``
+    pair per line)."""
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    try:
+        vals = np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        bad = next(t for t in text.split() if not _is_float(t))
+        raise DataFormatError(path, "68 lines of two numbers (x y)", found=repr(bad)) from None
+    if vals.size != 136 or not np.isfinite(vals).all():
+        raise DataFormatError(path, "68 landmark points (136 finite numbers, 'x y' per line)",
+                              found=f"{vals.size} numbers")
+    return vals.reshape(68, 2)
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
 
 
 def crop_face(img: np.ndarray, box) -> np.ndarray:

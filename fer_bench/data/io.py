@@ -76,6 +76,14 @@ def list_dirs(folder: str | os.PathLike) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
+def list_entries(folder: str | os.PathLike, *, dirs: bool) -> list[os.DirEntry]:
+    """Visible sub-folders (``dirs=True``) or files of ``folder`` (names starting with ``.`` or
+    ``__``, e.g. ``.DS_Store`` and ``__MACOSX``, skipped), sorted by name."""
+    with os.scandir(folder) as it:
+        out = [e for e in it if not e.name.startswith((".", "__")) and (e.is_dir() if dirs else e.is_file())]
+    return sorted(out, key=lambda e: e.name)
+
+
 def read_table(path: str | os.PathLike, *, expected: str, **read_csv_args: Any) -> pd.DataFrame:
     """A text table read by pandas as strings, every problem a :class:`DataFormatError`.
 
