@@ -128,7 +128,7 @@ def print_table(f: dict[str, Any]) -> None:
                   f"{c['evaluation']:6.3f}")
     if "video_loading" in f:
         v = f["video_loading"]
-        print(f"\nvideo loading ({v['clips']} clips, {v['frames']} frames, {v['size']}px; ratio to raw decord):")
+        print(f"\nvideo loading ({v['clips']} clips, {v['frames_per_clip']} frames, {v['size']}px; ratio to raw decord):")
         for s in ("mp4", "frames"):
             x = v[s]
             print(f"  {s:7s} loader {x['datamodule_clips_per_s']:6.1f} clips/s ({x['ratio']:.3f}), with clip cache "

@@ -45,7 +45,7 @@ def video_loading(roots, tmp: Path, num_workers, repeats: int) -> dict[str, Any]
             del vr
         return len(mp4_sources) / (time.perf_counter() - t0)
 
-    out: dict[str, Any] = {"clips": len(mp4_sources), "frames": 16, "size": 112}
+    out: dict[str, Any] = {"clips": len(mp4_sources), "frames_per_clip": 16, "size": 112}
     for source in ("mp4", "frames"):
         cache_dir = tmp / f"clipcache-{source}"
         res: dict[str, list[float]] = {"uncached": [], "cached": [], "raw": []}
