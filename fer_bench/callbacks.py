@@ -18,6 +18,8 @@ signal, see :mod:`fer_bench.bench.worker`) by raising :class:`Preempted`.
 :class:`TestCurve` (opt-in, ``--test-every-epoch``) scores the test split after every
 validation into ``test_curve.csv``: never read by selection, it shows what choosing the
 checkpoint on test would have reported.
+
+:class:`RunProgress` is the progress bar: which run, which epoch, and the last validation WAR/UAR.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from fer_bench.errors import UserError
 from fer_bench.metrics import scores_from_confusion
@@ -207,3 +209,25 @@ def read_test_curve(path) -> list[tuple[int, float, float]]:
         e, w, u = line.split(",")
         rows.append((int(e), float(w), float(u)))
     return rows
+
+
+class RunProgress(TQDMProgressBar):
+    """Lightning's progress bar, naming the run and reading its scores: ``resnet18_cifar/rafdb seed 0:
+    epoch 3/60`` as the description, and the last validation's WAR and UAR in per cent
+    (``val WAR 61.2``, ``val UAR 48.0``) beside the training loss."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__()
+        self.run = run
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description(f"{self.run}: epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        for key, label in (("val/war", "val WAR"), ("val/uar", "val UAR")):
+            if key in items:
+                items[label] = f"{100 * float(items.pop(key)):.1f}"
+        items.pop("v_num", None)
+        return items

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_bench.settings import TrainConfig, constructor_defaults, constructor_params
+from fer_bench.settings import TrainConfig
+from fer_bench.validation import constructor_defaults, constructor_params
 
 __all__ = ["ResolvedRun", "resolve"]
 

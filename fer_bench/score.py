@@ -253,7 +253,7 @@ def align(path, file_ids: list[str], test_ids: list[str], dataset: str, root: st
 def load_test_split(dataset: str, root: str | None, fold: int | None = None, data_args: dict[str, Any] | None = None):
     """The dataset's DataModule set up for its test split, nothing decoded (no workers, no cache)."""
     from fer_bench.data import DATASETS
-    from fer_bench.settings import check_kwargs
+    from fer_bench.validation import check_kwargs
 
     data_cls = DATASETS.get(dataset)
     data_args = dict(data_args or {})

@@ -1,36 +1,32 @@
-"""One definition of a run's settings: :class:`TrainConfig`, from which everything else is derived.
+"""One definition of a run's settings: :class:`TrainConfig` (and a SLURM array's, :class:`SlurmSettings`).
 
-Each setting is written once, as a field of :class:`TrainConfig` with its type, default, help,
-allowed values and *kind* in the field's metadata.  From it come
+Each setting is written once, as a dataclass field with its type, default, help, allowed values
+and *kind* in the field's metadata, and every value is checked here (:func:`check_value`) before
+any data is read: a bad one is a :class:`~fer_bench.errors.UserError` that names the flag or key,
+the value and what is expected.  From the fields come
 
-- the ``fer-bench train`` flags (:func:`add_setting_args`; ``--batch-size`` for ``batch_size``),
-- the ``fer-bench bench`` launch and speed flags (the same function, other kinds),
-- the keys a suite cell may set (:data:`SUITE_KEYS`) and the job-to-config mapping of the
-  runner (:meth:`fer_bench.bench.suite.Job.config`),
+- the ``fer-bench train`` and ``bench`` flags (:mod:`fer_bench.cli.flags`; ``--batch-size`` for
+  ``batch_size``),
+- the keys a suite cell may set (:data:`SUITE_KEYS`), a suite's ``launcher:`` keys (the ``slurm``
+  kind) and the job-to-config mapping of the runner (:meth:`fer_bench.bench.suite.Job.config`),
+- the launch record of a suite run (:class:`fer_bench.bench.launch.Launch`), checked through the
+  same fields,
 - the protocol settings of a config (:func:`protocol_of`), which with the method's recipe make a suite
   cell's config hash (:attr:`fer_bench.bench.suite.Job.config_hash`).
 
 Kinds: ``job`` (which run: method, dataset, fold, seed), ``protocol`` (changes a number: in the
 config hash and the leaderboard row), ``run`` (robustness: a suite key outside the hash),
 ``speed`` (never changes a sample or a number: suite key and bench flag, outside the hash),
-``launch`` (where and how it runs: flags only), ``internal`` (set by the runner).
+``launch`` (where and how it runs: flags only), ``internal`` (set by the runner), ``slurm``
+(the resources of a SLURM array job).
 
-Every value is checked by :func:`check_value` before any data is read; a bad one is a
-:class:`~fer_bench.errors.UserError` that names the flag or key, the value and what is
-expected.  Method hyper-parameters (``-m``) and dataset arguments (``-d``) are checked against
-the signatures of the method's and dataset's constructors (:func:`check_kwargs`).
+Method hyper-parameters (``-m``) and dataset arguments (``-d``) depend on the registered classes;
+they are checked against the constructors' signatures in :mod:`fer_bench.validation`.
 
-argparse is built from the dataclass (rather than jsonargparse) because it is the standard
-library, needs no new pinned dependency, and leaves the error line ours to word.
-
-This module imports neither torch nor any method or dataset at import time.
+This module imports neither torch nor any method or dataset.
 """
 from __future__ import annotations
 
-import argparse
-import inspect
-import typing
-from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,7 +39,7 @@ MONITORS: tuple[str, ...] = ("war", "uar")
 LOGGERS: tuple[str, ...] = ("csv", "wandb")
 CACHE_MODES: tuple[str, ...] = ("auto", "on", "off")
 TTA_MODES: tuple[str, ...] = ("none", "hflip", "tencrop")  # the same as fer_bench.nn.tta.TTA_MODES (tested)
-KINDS: tuple[str, ...] = ("job", "protocol", "run", "speed", "launch", "internal")
+KINDS: tuple[str, ...] = ("job", "protocol", "run", "speed", "launch", "internal", "slurm")
 
 
 def setting(default: Any = MISSING, *, kind: str, help: str, type: Any = None, choices: tuple | None = None,
@@ -137,7 +133,34 @@ class TrainConfig:
         return Path("runs") / self.method / self.dataset / tag
 
 
-SETTINGS: dict[str, Any] = {f.name: f for f in fields(TrainConfig)}
+@dataclass
+class SlurmSettings:
+    """The resources of a SLURM array job (``fer-bench bench --launcher slurm``, :mod:`fer_bench.bench.slurm`):
+    the suite file's ``launcher:`` keys and the bench flags (``--gpus-per-job``) are these."""
+
+    partition: str | None = setting(None, kind="slurm", type=str, help="SLURM partition")
+    account: str | None = setting(None, kind="slurm", type=str, help="SLURM account")
+    qos: str | None = setting(None, kind="slurm", type=str, help="SLURM quality of service")
+    constraint: str | None = setting(None, kind="slurm", type=str, help="SLURM node constraint (e.g. a GPU model)")
+    time_min: int = setting(240, kind="slurm", type=int, minimum=0,
+                            help="time limit of one array task, minutes (a longer job is requeued and resumes)")
+    gpus_per_job: int = setting(1, kind="slurm", type=int, minimum=0,
+                                help="GPUs per job (0: CPU jobs; > 1: DDP over that many SLURM tasks)")
+    cpus_per_job: int = setting(8, kind="slurm", type=int, minimum=0, help="CPU cores per job")
+    mem_gb: float = setting(32.0, kind="slurm", type=float, minimum=0.0, help="memory per job, GB")
+    array_parallelism: int = setting(64, kind="slurm", type=int, minimum=0, help="array tasks running at once")
+    signal_delay_s: int = setting(120, kind="slurm", type=int, minimum=0,
+                                  help="seconds before the time limit at which the job is told to stop")
+    setup: list[str] = setting(kind="slurm", type=list, factory=list,
+                               help="shell lines run before each task (module load, source .venv/bin/activate)")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, check_value(f.name, getattr(self, f.name)))
+
+
+# every setting by name: a run's, then a SLURM array's (the names are distinct)
+SETTINGS: dict[str, Any] = {f.name: f for cls in (TrainConfig, SlurmSettings) for f in fields(cls)}
 
 
 def names(*kinds: str) -> list[str]:
@@ -161,12 +184,17 @@ def default_of(name: str) -> Any:
     return f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
 
 
+def expected(name: str) -> str:
+    """What setting ``name`` takes, in words (``an integer >= 1``, ``one of csv, wandb``)."""
+    return _expected(SETTINGS[name].metadata)
+
+
 def _expected(spec: dict[str, Any]) -> str:
     t = spec["type"]
     if spec["choices"]:
         return "one of " + ", ".join(map(str, spec["choices"]))
     what = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            dict: "a mapping"}.get(t, getattr(t, "__name__", str(t)))
+            dict: "a mapping", list: "a list of strings"}.get(t, getattr(t, "__name__", str(t)))
     lo, hi = spec["minimum"], spec["maximum"]
     if lo is not None and hi is not None:
         what += f" in [{lo:g}, {hi:g}]"
@@ -213,225 +241,15 @@ def _coerce(t: Any, value: Any) -> tuple[bool, Any]:
         return isinstance(value, str) and value != "", value
     if t is dict:
         return isinstance(value, dict), dict(value) if isinstance(value, dict) else value
+    if t is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return ok, list(value) if ok else value
     return True, value
-
-
-# -- argparse from the dataclass ----------------------------------------------------------------
-def key_value(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with the value read as YAML (``lr=0.01`` a float, ``frames=8`` an int)."""
-    import yaml
-
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    try:
-        return k.replace("-", "_"), yaml.safe_load(v)
-    except yaml.YAMLError:
-        return k.replace("-", "_"), v
-
-
-def _arg_type(name: str):
-    spec = SETTINGS[name].metadata
-    t = spec["type"]
-
-    def parse(text: str):
-        v: Any = text
-        if t in (int, float):
-            try:
-                v = int(text) if t is int else float(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected {_expected(spec)}, got {text!r}") from None
-        try:
-            return check_value(name, v)
-        except UserError as e:
-            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
-
-    parse.__name__ = {int: "integer", float: "number"}.get(t, "value")
-    return parse
-
-
-def add_setting_args(parser: argparse.ArgumentParser, kinds: Iterable[str], *, exclude: Iterable[str] = (),
-                     required: Iterable[str] = (), defaults_none: bool = False) -> None:
-    """Add one flag per setting of ``kinds``.  ``defaults_none``: every flag defaults to None
-    (``fer-bench bench``: a flag given overrides the suite; one not given leaves it)."""
-    kinds, exclude, required = set(kinds), set(exclude), set(required)
-    for name, f in SETTINGS.items():
-        spec = f.metadata
-        if spec["kind"] not in kinds or name in exclude:
-            continue
-        flags = [flag_of(name)] + ([spec["short"]] if spec["short"] else [])
-        flags = [flags[-1], flags[0]] if spec["short"] else flags
-        kw: dict[str, Any] = dict(dest=name, help=spec["help"])
-        if spec["type"] is bool:
-            # --channels-last sets True; --no-progress sets progress False
-            kw.update(action="store_false" if default_of(name) else "store_true")
-            if defaults_none:
-                kw["default"] = None
-        elif spec["type"] is dict:
-            kw.update(type=key_value, action="append", default=None if defaults_none else [],
-                      metavar=spec["metavar"])
-        else:
-            kw.update(type=_arg_type(name), default=None if defaults_none else default_of(name))
-            if spec["choices"]:
-                kw["metavar"] = "{" + ",".join(map(str, spec["choices"])) + "}"
-            elif spec["metavar"]:
-                kw["metavar"] = spec["metavar"]
-            if name in required:
-                kw["required"] = True
-        parser.add_argument(*flags, **kw)
-
-
-def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
-    """A :class:`TrainConfig` from parsed flags (``-m``/``-d`` pairs become dicts)."""
-    values: dict[str, Any] = {}
-    for name in SETTINGS:
-        if hasattr(args, name):
-            v = getattr(args, name)
-            if SETTINGS[name].metadata["type"] is dict:
-                v = dict(v or [])
-            values[name] = v
-    values.update(extra)
-    return TrainConfig(**values)
-
-
-def given_settings(args: argparse.Namespace, kinds: Iterable[str]) -> dict[str, Any]:
-    """The settings of ``kinds`` that were given on a command line built with ``defaults_none``."""
-    out = {}
-    for name in names(*kinds):
-        v = getattr(args, name, None)
-        if v is not None:
-            out[name] = v
-    return out
 
 
 def protocol_of(cfg: TrainConfig) -> dict[str, Any]:
     """The protocol settings of a config (what its config hash covers)."""
     return {k: getattr(cfg, k) for k in PROTOCOL_KEYS}
-
-
-# -- method hyper-parameters and dataset arguments -------------------------------------------------
-def _keyword_parameters(cls: type):
-    """``(__init__, parameter)`` for each keyword parameter of ``cls`` and its bases, bases first
-    (so that a subclass's parameter of the same name comes later and wins)."""
-    for klass in reversed(cls.__mro__):
-        init = klass.__dict__.get("__init__")
-        if init is None or klass is object:
-            continue
-        for p in inspect.signature(init).parameters.values():
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                yield init, p
-
-
-def constructor_params(cls: type) -> dict[str, Any]:
-    """Keyword parameters of ``cls`` and its bases' ``__init__`` (name -> resolved annotation)."""
-    params: dict[str, Any] = {}
-    hints: dict[Any, dict[str, Any]] = {}
-    for init, p in _keyword_parameters(cls):
-        if init not in hints:
-            try:
-                hints[init] = typing.get_type_hints(init)
-            except Exception:  # an annotation that cannot be resolved: accept any value
-                hints[init] = {}
-        params[p.name] = hints[init].get(p.name, Any)
-    return params
-
-
-def constructor_defaults(cls: type) -> dict[str, Any]:
-    """Keyword parameters of ``cls`` and its bases' ``__init__`` (name -> default)."""
-    return {p.name: p.default for _, p in _keyword_parameters(cls)}
-
-
-def _matches(hint: Any, value: Any) -> bool:
-    if hint is Any or hint is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_matches(h, value) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin in (list, tuple, set, typing.Sequence):
-        if not isinstance(value, (list, tuple)):
-            return False
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return all(_matches(args[0], v) for v in value) if args else True
-    if origin is dict or hint is dict:
-        return isinstance(value, dict)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def _hint_name(hint: Any) -> str:
-    if hint is float:
-        return "a number"
-    if hint is int:
-        return "an integer"
-    if hint is str:
-        return "a string"
-    if hint is bool:
-        return "true or false"
-    return str(hint).replace("typing.", "")
-
-
-def check_kwargs(cls: type, kwargs: dict[str, Any], *, what: str, flag: str, reserved: Iterable[str] = (),
-                 choices: dict[str, tuple] | None = None) -> None:
-    """Every key of ``kwargs`` is a constructor parameter of ``cls`` (minus ``reserved``, which
-    the run sets itself) with a value of its annotated type and, where ``choices`` lists them,
-    one of the allowed values; else a UserError naming ``flag KEY``, the value and what is
-    expected."""
-    params = constructor_params(cls)
-    reserved = set(reserved)
-    valid = sorted(k for k in params if k not in reserved)
-    for key, value in kwargs.items():
-        label = f"{flag}{key}" if flag.endswith(".") else f"{flag} {key}"  # "-m lr", "-o method_args.lr"
-        if key not in params or key in reserved:
-            hint = f" (set it with {flag_of(key)})" if key in reserved and key in SETTINGS else ""
-            raise UserError(f"{label}: {what} has no such argument{hint}; valid: {', '.join(valid)}")
-        allowed = (choices or {}).get(key)
-        if allowed is not None and value not in allowed:
-            raise UserError(f"{label}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
-        if not _matches(params[key], value):
-            raise UserError(f"{label}: {what} expects {_hint_name(params[key])}, got {value!r}")
-
-
-def validate(cfg: TrainConfig, *, where: str = "", method_flag: str = "-m", data_flag: str = "-d",
-             check_device: bool = True) -> None:
-    """Check a config against the registries before any data is read: known method and
-    dataset of the same modality, method hyper-parameters and dataset arguments of the right
-    names and types, and (``check_device``) a precision this machine can run."""
-    from fer_bench.data import DATASETS
-    from fer_bench.methods import METHODS
-
-    prefix = f"{where}: " if where else ""
-    try:
-        method_cls = METHODS.get(cfg.method)
-        data_cls = DATASETS.get(cfg.dataset)
-    except KeyError as e:
-        raise UserError(prefix + str(e)) from None
-    if method_cls.modality != data_cls.info.modality:
-        raise UserError(f"{prefix}method {cfg.method!r} is {method_cls.modality} but dataset {cfg.dataset!r} is "
-                        f"{data_cls.info.modality}")
-    try:
-        check_kwargs(method_cls, cfg.method_args, what=f"method {cfg.method}", flag=method_flag,
-                     reserved=("num_classes", "classes", "in_chans", "input_size"),
-                     choices=getattr(method_cls, "hparam_choices", None))
-        check_kwargs(data_cls, cfg.data_args, what=f"dataset {cfg.dataset}", flag=data_flag,
-                     reserved=("root", "batch_size", "seed", "fold", "limit_per_class", "input_size", "in_chans", "tta"))
-    except UserError as e:
-        raise UserError(prefix + str(e)) from None
-    if cfg.weights:
-        from fer_bench.weights import resolve
-
-        try:
-            resolve(cfg.weights)  # a missing or damaged file: one line, before any data is read
-        except UserError as e:
-            raise UserError(prefix + str(e)) from None
-    if check_device and cfg.precision == "16-mixed" and not uses_cuda(cfg.accelerator):
-        raise UserError(f"{prefix}--precision 16-mixed needs a CUDA GPU (--accelerator gpu); on CPU use bf16-mixed")
 
 
 def uses_cuda(accelerator: str) -> bool:

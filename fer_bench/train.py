@@ -27,7 +27,8 @@ import yaml
 
 import fer_bench
 from fer_bench import evaluation
-from fer_bench.settings import TrainConfig, uses_cuda, validate
+from fer_bench.settings import TrainConfig, uses_cuda
+from fer_bench.validation import validate
 
 __all__ = ["TrainConfig", "build", "run"]
 
@@ -116,19 +117,27 @@ def _trainer(cfg: TrainConfig, out: Path, callbacks: list, loggers: list | bool,
     )
 
 
-def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
+def run(cfg: TrainConfig, callbacks: list | None = None, resolved=None) -> dict[str, Any]:
     """Train, select on validation, test the selected checkpoint once; return metrics.
 
-    ``callbacks``: extra Lightning callbacks (e.g. the timers of ``benchmarks/perf.py``)."""
+    ``callbacks``: extra Lightning callbacks (e.g. the timers of ``benchmarks/perf.py``); ``resolved``:
+    the config resolved against the recipe (:func:`fer_bench.resolve.resolve`), when the caller has it."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
-    from fer_bench.callbacks import RandomState, SelectionCheckpoint, SkippedFiles, TestCurve, read_test_curve
+    from fer_bench.callbacks import (
+        RandomState,
+        RunProgress,
+        SelectionCheckpoint,
+        SkippedFiles,
+        TestCurve,
+        read_test_curve,
+    )
     from fer_bench.resolve import resolve
 
     out = cfg.out_dir()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    resolved = resolve(cfg)
+    resolved = resolved or resolve(cfg)
     dm, model = build(cfg, resolved)
     from fer_bench.nn.complexity import complexity
 
@@ -156,6 +165,9 @@ def run(cfg: TrainConfig, callbacks: list | None = None) -> dict[str, Any]:
 
     started = LambdaCallback(on_train_start=lambda trainer, _: start.update(epoch=trainer.current_epoch))
     extra = [TestCurve(out / TEST_CURVE_FILE)] if cfg.test_every_epoch else []
+    if cfg.progress:
+        run_name = f"{cfg.method}/{cfg.dataset}" + (f" fold {cfg.fold}" if cfg.fold is not None else "")
+        extra.append(RunProgress(f"{run_name} seed {cfg.seed}"))
     trainer = _trainer(cfg, out, [ckpt, last, skipped, RandomState(), started, *extra, *(callbacks or [])], loggers,
                        max_epochs)
     t0 = time.time()

@@ -21,20 +21,22 @@ ALLOWED = {
     "stats": set(),
     "evaluation": {"stats"},
     "transfer": {"errors", "evaluation", "data", "methods", "metrics", "nn", "settings", "train", "resolve", "weights"},
-    "score": {"classes", "errors", "evaluation", "files", "metrics", "settings", "data"},
+    "score": {"classes", "errors", "evaluation", "files", "metrics", "settings", "validation", "data"},
     "nn": {"errors"},
     "metrics": {"nn"},
     "data": {"classes", "errors", "files", "registry", "synth"},
     "synth": {"classes", "errors", "files", "registry", "data"},
     "methods": {"classes", "errors", "registry", "nn", "metrics", "weights"},
     "callbacks": {"errors", "files", "metrics", "nn"},
-    "settings": {"errors", "data", "methods", "weights"},
-    "resolve": {"errors", "settings", "data", "methods", "weights"},
-    "train": {"errors", "settings", "resolve", "data", "methods", "nn", "callbacks", "weights", "evaluation"},
-    "bench": {"classes", "errors", "files", "settings", "resolve", "train", "data", "methods", "weights", "stats",
-              "evaluation", "transfer", "callbacks", "registry", "score"},
+    "settings": {"errors"},
+    "validation": {"errors", "settings", "data", "methods", "weights"},
+    "resolve": {"errors", "settings", "validation", "data", "methods", "weights"},
+    "train": {"errors", "settings", "validation", "resolve", "data", "methods", "nn", "callbacks", "weights",
+              "evaluation"},
+    "bench": {"classes", "errors", "files", "settings", "validation", "resolve", "train", "data", "methods", "weights",
+              "stats", "evaluation", "transfer", "callbacks", "registry", "score"},
     "skeletons": {"errors", "data", "methods"},
-    "cli": {"errors", "registry", "settings", "files", "train", "bench", "data", "synth", "methods", "nn", "weights",
+    "cli": {"errors", "registry", "settings", "validation", "files", "train", "bench", "data", "synth", "methods", "nn", "weights",
             "stats", "evaluation", "transfer", "score", "skeletons"},
     "__main__": {"cli"},
     "__init__": set(),
@@ -142,3 +144,71 @@ def test_help_and_leaderboard_commands_do_not_import_torch(tmp_path):
                                     "fer_bench.stats", "fer_bench.evaluation"])
 def test_light_modules_import_without_torch(module):
     assert not _loaded_after(f"import {module}")["torch"]
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the fer_bench modules it imports (function-level imports too), each name resolved to the
+    module that holds it (``from fer_bench.bench import worker`` -> ``fer_bench.bench.worker``)."""
+    mods = dict(_modules())
+    graph = {}
+    for module, path in mods.items():
+        deps = set()
+        for name in _imports(path, module):
+            while name and name not in mods:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                deps.add(name)
+        graph[module] = deps
+    return graph
+
+
+def _package_of(module: str) -> str:
+    path = dict(_modules())[module]
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def import_circles(graph: dict[str, set[str]], same_package=_package_of) -> list[list[str]]:
+    """The circles of imports between modules of one package (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if same_package(w) != same_package(v):
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_import_circle_inside_any_package():
+    circles = import_circles(_import_graph())
+    assert not circles, "import circles (ARCHITECTURE.md: bench/ imports one way, downwards):\n" + "\n".join(
+        " <-> ".join(c) for c in circles)
+
+
+def test_the_circle_check_sees_a_circle_through_a_function_level_import():
+    graph = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"p.a"}, "q.x": {"p.a"}}
+    assert import_circles(graph, lambda m: m.rpartition(".")[0]) == [["p.a", "p.b", "p.c"]]
+    graph["p.c"] = set()
+    assert import_circles(graph, lambda m: m.rpartition(".")[0]) == []

@@ -13,7 +13,8 @@ from fer_bench.errors import UserError
 from fer_bench.methods import METHODS
 from fer_bench.methods.backbone import no_downloads, parse_backbone
 from fer_bench.resolve import resolve
-from fer_bench.settings import TrainConfig, validate
+from fer_bench.settings import TrainConfig
+from fer_bench.validation import validate
 
 from conftest import run_cli
 

@@ -17,6 +17,7 @@ import time
 import pandas as pd
 import pytest
 
+from fer_bench.bench.launch import Launch
 from fer_bench.bench.runfolder import RunFolder, Worker
 from fer_bench.bench.suite import Job
 
@@ -230,7 +231,7 @@ def test_a_bad_launcher_section_is_refused_naming_the_file_and_key(tmp_path):
 def _plan(run_dir, n: int) -> RunFolder:
     rf = RunFolder(run_dir)
     jobs = [Job("resnet18_pretrained", "synthetic-static", None, seed) for seed in range(n)]
-    rf.write_plan("race", [(j, None) for j in jobs], {"suite": "race"})
+    rf.write_plan("race", [(j, None) for j in jobs], Launch(suite="race"))
     return rf
 
 
@@ -243,13 +244,14 @@ def _fake_job(rf, launch, job, root, attempt=1, resume_from=None, stop_requested
 
 
 def _race(run_dir: str) -> None:
-    from fer_bench.bench import runner, worker
+    from fer_bench.bench import publish as publishing
+    from fer_bench.bench import worker
 
     def publish(rf, echo=print):  # count publications instead of writing leaderboards
         with open(rf.path / "published.log", "a") as f:
             f.write(f"{os.getpid()}\n")
 
-    runner.publish = publish
+    publishing.publish = publish
     worker.work(run_dir, run_job=_fake_job, echo=lambda *_: None)
 
 

@@ -10,7 +10,7 @@ import pytest
 from fer_bench import stats
 from fer_bench.bench import leaderboard as lb
 from fer_bench.bench.compare import compare
-from fer_bench.bench.runner import RUN_DIR_ENV
+from fer_bench.bench.launch import RUN_DIR_ENV
 from fer_bench.cli import main
 from fer_bench.evaluation import save_predictions
 from fer_bench.score import load_test_split

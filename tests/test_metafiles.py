@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fer_bench.bench import leaderboard as lb
-from fer_bench.bench.runner import base_row, paper_protocol, with_paper_init
+from fer_bench.bench.job import paper_protocol, planned_row
+from fer_bench.bench.plan import with_paper_init
 from fer_bench.bench.suite import Job, apply_overrides, load_suite
 from fer_bench.errors import DataFormatError, UserError
 from fer_bench.methods import METHODS
@@ -142,12 +143,12 @@ def test_paper_cells_of_the_shipped_suites_run_the_recipe(repo):
 
 def test_rows_record_the_recipe_for_their_dataset(repo):
     jobs = {(j.method, j.dataset): j for j in load_suite(repo / "benchmarks" / "static.yaml").jobs}
-    rafdb = base_row("static", jobs["resnet18_pretrained", "rafdb"], jobs["resnet18_pretrained", "rafdb"].config(),
-                     METHODS.get("resnet18_pretrained"))
+    rafdb = planned_row("static", jobs["resnet18_pretrained", "rafdb"], jobs["resnet18_pretrained", "rafdb"].config(),
+                        METHODS.get("resnet18_pretrained")).as_dict()
     assert (rafdb["input_size"], rafdb["in_chans"], rafdb["resize"], rafdb["normalization"]) == (224, 3, 256, "dacl")
     assert (rafdb["epochs"], rafdb["batch_size"], rafdb["tta"]) == (60, 64, "none")
-    fer = base_row("static", jobs["resnet18_cifar", "fer2013"], jobs["resnet18_cifar", "fer2013"].config(),
-                   METHODS.get("resnet18_cifar"))
+    fer = planned_row("static", jobs["resnet18_cifar", "fer2013"], jobs["resnet18_cifar", "fer2013"].config(),
+                      METHODS.get("resnet18_cifar")).as_dict()
     assert (fer["input_size"], fer["resize"], fer["tta"], fer["epochs"], fer["batch_size"]) == (44, 48, "tencrop", 250, 128)
     ck = resolve(jobs["resnet18_cifar", "ckplus"].config())
     assert (ck.max_epochs, ck.batch_size, ck.hparams["step_start"], ck.hparams["gamma"]) == (60, 32, 20, 0.8)

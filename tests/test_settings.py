@@ -7,6 +7,7 @@ from torch import nn
 
 from fer_bench import settings as S
 from fer_bench.bench.suite import Job, apply_overrides, load_suite
+from fer_bench.cli.flags import config_from_args, given_settings, key_value
 from fer_bench.errors import UserError
 
 from conftest import run_cli
@@ -78,16 +79,25 @@ def test_every_setting_is_a_train_flag_and_the_right_ones_are_suite_keys():
 
     parser = build_parser()
     train = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "train")[1]
+    bench = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "bench")[1]
     flags = {s for a in train._actions for s in a.option_strings}
+    bench_flags = {s for a in bench._actions for s in a.option_strings}
     for name, f in S.SETTINGS.items():
         kind = f.metadata["kind"]
-        if kind == "internal":
+        if kind == "internal" or name == "setup":  # setup: shell lines, a suite's launcher: key only
+            continue
+        if kind == "slurm":  # a SLURM array's resources: bench flags, and never a suite cell's key
+            assert S.flag_of(name) in bench_flags and S.flag_of(name) not in flags and name not in S.SUITE_KEYS, name
             continue
         assert S.flag_of(name) in flags, name
         assert (name in S.SUITE_KEYS) == (kind in ("protocol", "run", "speed") or name in ("method", "dataset")), name
     # the defaults of the flags are the dataclass defaults: one source
     ns = train.parse_args(["--method", "resnet18_pretrained", "--dataset", "synthetic-static"])
-    assert S.config_from_args(ns) == S.TrainConfig(method="resnet18_pretrained", dataset="synthetic-static")
+    assert config_from_args(ns) == S.TrainConfig(method="resnet18_pretrained", dataset="synthetic-static")
+    ns = bench.parse_args(["suite.yaml", "--time-min", "30"])
+    assert S.SlurmSettings(**given_settings(ns, ("slurm",))) == S.SlurmSettings(time_min=30)
+    with pytest.raises(UserError, match="--mem-gb: expected a number >= 0, got -1"):
+        S.SlurmSettings(mem_gb=-1)
 
 
 def test_speed_settings_do_not_change_the_config_hash_but_protocol_settings_do():
@@ -112,11 +122,11 @@ def test_shipped_suites_pass_the_checks(repo):
 
 
 def test_key_value_reads_yaml_values():
-    assert S.key_value("lr=0.01") == ("lr", 0.01)
-    assert S.key_value("frames=8") == ("frames", 8)
-    assert S.key_value("strategy=prediction_based") == ("strategy", "prediction_based")
+    assert key_value("lr=0.01") == ("lr", 0.01)
+    assert key_value("frames=8") == ("frames", 8)
+    assert key_value("strategy=prediction_based") == ("strategy", "prediction_based")
     with pytest.raises(argparse.ArgumentTypeError):
-        S.key_value("lr")
+        key_value("lr")
 
 
 class _LeftHalf(nn.Module):

@@ -19,51 +19,45 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import fer_bench
-from fer_bench.bench.runfolder import RunFolder, now, safe_name
+from fer_bench.bench.row import Row, now
+from fer_bench.bench.runfolder import RunFolder, safe_name
 from fer_bench.bench.suite import External
 from fer_bench.evaluation import RELIABILITY_FILE
 
 KIND = "external"
 
 
-def base_row(suite: str, e: External, commit: str, dirty: bool | None) -> dict[str, Any]:
+def planned_row(suite: str, e: External, commit: str, dirty: bool | None) -> Row:
     """What an external row claims before it is scored: where the predictions come from, and the
     code that scores them (``git_commit``, ``fer_bench_version``), nothing about a training."""
-    return {"suite": suite, "method": e.method, "dataset": e.dataset, "kind": KIND, "eval_dataset": e.dataset,
-            "fold": e.fold, "seed": None, "deviations": "", "reconstructed": "", "paper_protocol": "",
-            "source": e.source, "source_file": e.predictions, "source_sha256": e.sha256,
-            "git_commit": commit, "git_dirty": dirty, "fer_bench_version": fer_bench.__version__,
-            "config_hash": e.config_hash, "job": e.key}
+    return Row(suite=suite, method=e.method, dataset=e.dataset, kind=KIND, eval_dataset=e.dataset, fold=e.fold,
+               source=e.source, source_file=e.predictions, source_sha256=e.sha256, git_commit=commit,
+               git_dirty=dirty, fer_bench_version=fer_bench.__version__, config_hash=e.config_hash, job=e.key,
+               started_at=now())
 
 
 def score_entry(rf: RunFolder, suite: str, e: External, root: str | None, commit: str, dirty: bool | None,
-                echo=print) -> dict[str, Any]:
+                echo=print) -> Row:
     """Score one entry into its row (outputs under ``rf.job_dir(e.key)``).  A file that does not
     match the test split is a :class:`~fer_bench.errors.UserError` (one line, nothing written);
     any other failure gives a ``failed`` row, as a failing job does."""
     from fer_bench.errors import UserError
     from fer_bench.score import score_predictions
 
-    row = {**base_row(suite, e, commit, dirty), "started_at": now()}
+    row = planned_row(suite, e, commit, dirty)
     out = rf.job_dir(e.key)
     try:
         res = score_predictions(e.dataset, root, e.predictions, fold=e.fold, data_args=e.data_args, out=out)
     except UserError as err:
         raise UserError(f"suite {suite}, external entry {e.method}/{e.dataset}: {err}") from None
     except Exception as err:  # noqa: BLE001  (one failing entry never stops the suite)
-        row.update(status="failed", error=f"{type(err).__name__}: {err}"[:500], war=None, uar=None,
-                   finished_at=now())
+        row = row.failed(f"{type(err).__name__}: {err}")
         echo(f"external {e.method}/{e.dataset}: FAILED ({err})")
         return row
-    row.update(status="ok", error="", war=res["war"], uar=res["uar"], classes=len(res["classes"]),
-               label_mode=(res.get("protocol") or {}).get("label_mode"), n_test=res["n_test"],
-               input_kind=res["input_kind"], predictions=res["predictions"],
-               **{k: res.get(k) for k in ("war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll",
-                                          "bootstrap_resamples")})
-    row.update({f"recall_{c}": r for c, r in res["per_class_recall"].items()})
+    row = row.scored(res, label_mode=(res.get("protocol") or {}).get("label_mode"), input_kind=res["input_kind"],
+                     bootstrap_resamples=res.get("bootstrap_resamples"))
     if res["input_kind"] == "probabilities":  # the page shows it beside the trained rows' diagrams
         try:
             import numpy as np
@@ -75,9 +69,8 @@ def score_entry(rf: RunFolder, suite: str, e: External, root: str | None, commit
                              title=f"{e.method} on {e.dataset} (external)")
         except Exception:  # noqa: BLE001  (a figure never fails the row)
             pass
-    row["finished_at"] = now()
-    echo(f"external {e.method}/{e.dataset}{'' if e.fold is None else f' fold={e.fold}'}: WAR {100 * row['war']:.2f} "
-         f"UAR {100 * row['uar']:.2f} ({res['input_kind']}, {e.source})")
+    echo(f"external {e.method}/{e.dataset}{'' if e.fold is None else f' fold={e.fold}'}: {row.message()} "
+         f"({res['input_kind']}, {e.source})")
     return row
 
 

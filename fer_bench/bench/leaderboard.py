@@ -40,21 +40,11 @@ from fer_bench.bench.papers import (  # noqa: F401  (the comparison with the pap
     read_papers,
     write_papers_csv,
 )
+from fer_bench.bench.row import Row
 from fer_bench.errors import DataFormatError, UserError
 from fer_bench.files import atomic_write_text
 
 VERSION_RE = re.compile(r"^v(\d{3,})\.csv$")
-BASE_COLUMNS = [
-    "suite", "method", "dataset", "classes", "fold", "label_mode", "sampler", "input_size", "in_chans", "resize",
-    "epochs", "batch_size", "normalization", "augmentation", "frames", "short_clips", "pretrained", "tta", "seed",
-    "war", "uar", "deviations", "reconstructed", "paper_protocol",
-]
-TAIL_COLUMNS = [
-    "best_epoch", "selection", "best_test_epoch", "best_test_war", "best_test_uar", "n_train", "n_val", "n_test",
-    "dropped_short_clips", "skipped_files", "params", "train_seconds",
-    "devices", "nodes", "precision", "accelerator", "git_commit", "git_dirty", "torch_version",
-    "lightning_version", "fer_bench_version", "config_hash", "started_at", "finished_at", "status", "error",
-]
 
 
 class NoLeaderboard(UserError, FileNotFoundError):
@@ -69,8 +59,8 @@ def versions(folder: Path) -> list[str]:
 
 
 def ordered_columns(df: pd.DataFrame) -> list[str]:
-    recall = sorted(c for c in df.columns if c.startswith("recall_"))
-    known = BASE_COLUMNS + recall + TAIL_COLUMNS
+    """The :class:`~fer_bench.bench.row.Row` columns, then any other (a row of an older version)."""
+    known = Row.columns(sorted(c[len("recall_"):] for c in df.columns if c.startswith("recall_")))
     return [c for c in known if c in df.columns] + [c for c in df.columns if c not in known]
 
 
@@ -78,7 +68,7 @@ def write_version(folder: Path, rows: list[dict[str, Any]]) -> Path:
     """Publish ``rows`` as the next free ``vNNN.csv`` in ``folder``; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
-    for c in BASE_COLUMNS + TAIL_COLUMNS:
+    for c in Row.columns():
         if c not in df.columns:
             df[c] = None
     df = df[ordered_columns(df)]

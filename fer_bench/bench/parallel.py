@@ -21,7 +21,9 @@ import subprocess
 import sys
 import time
 
-from fer_bench.bench.runfolder import EXIT_REQUEUE, RUN_DIR_ENV, WORKER_ENV, RunFolder
+from fer_bench.bench.launch import EXIT_REQUEUE, RUN_DIR_ENV, WORKER_ENV
+from fer_bench.bench.row import done_line
+from fer_bench.bench.runfolder import RunFolder
 from fer_bench.errors import UserError
 
 
@@ -65,8 +67,8 @@ def gpu_groups(gpus: list[str], n: int, devices: int) -> list[list[str]]:
 def worker_commands(rf: RunFolder, n: int) -> list[tuple[list[str], dict[str, str], str]]:
     """(command, environment, what it runs on) of each of the ``n`` workers."""
     launch = rf.read_plan()["launch"]
-    gpu = launch["accelerator"] == "gpu" or (launch["accelerator"] == "auto" and bool(visible_gpus()))
-    groups = gpu_groups(visible_gpus(), n, launch["devices"] * launch["num_nodes"]) if gpu else None
+    gpu = launch.accelerator == "gpu" or (launch.accelerator == "auto" and bool(visible_gpus()))
+    groups = gpu_groups(visible_gpus(), n, launch.devices * launch.num_nodes) if gpu else None
     cores = split_cores(usable_cores(), n)
     out = []
     for i in range(n):
@@ -86,8 +88,6 @@ def worker_commands(rf: RunFolder, n: int) -> list[tuple[list[str], dict[str, st
 
 def run_workers(rf: RunFolder, n: int, echo=print, poll_s: float = 0.5) -> int:
     """Run ``n`` workers on ``rf`` until they end; 0, or :data:`EXIT_REQUEUE` when a stop signal ended them."""
-    from fer_bench.bench.runner import unfinished
-
     logs = rf.path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
@@ -112,7 +112,7 @@ def run_workers(rf: RunFolder, n: int, echo=print, poll_s: float = 0.5) -> int:
             for row in rf.read_rows():
                 if row["job"] not in seen:
                     seen.add(row["job"])
-                    echo(_row_line(row))
+                    echo(done_line(row))
             if not running:
                 break
             time.sleep(poll_s)
@@ -124,16 +124,9 @@ def run_workers(rf: RunFolder, n: int, echo=print, poll_s: float = 0.5) -> int:
         if c not in (0, EXIT_REQUEUE):
             echo(f"worker {i} ended with {'signal ' + signal.Signals(-c).name if c < 0 else f'exit code {c}'} "
                  f"(see {logs / f'worker-{i}.log'})")
-    left = unfinished(rf)
+    left = rf.unfinished()
     if left:
         echo(f"{len(left)} job(s) not done; finish them with --resume {rf.path}")
     return EXIT_REQUEUE if (signalled or EXIT_REQUEUE in codes) and left else 0
 
-
-def _row_line(row: dict) -> str:
-    what = f"{row['method']}/{row['dataset']}" + (f" -> {row['eval_dataset']}" if row.get("kind") == "cross" else "")
-    from fer_bench.bench.runner import row_message
-
-    what += f" fold={row.get('fold')} seed={row.get('seed')}"
-    return f"done: {what}: {row_message(row)} (attempts {row.get('attempts', 1)})"
 

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fer_bench.bench.launch import WORKER_ENV, Launch
+from fer_bench.bench.row import Row, now
 from fer_bench.bench.suite import Job
 from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
@@ -40,9 +42,6 @@ from fer_bench.registry import imported, reimport
 
 HEARTBEAT_S = 30.0
 STALE_S = float(os.environ.get("FER_BENCH_STALE_S", 600))  # a claim not refreshed for this long: its worker is gone
-WORKER_ENV = "FER_BENCH_WORKER"  # the worker id a DDP rank started by Lightning inherits from rank 0
-RUN_DIR_ENV = "FER_BENCH_RUN_DIR"  # the run folder a DDP rank re-launched by Lightning inherits from rank 0
-EXIT_REQUEUE = 75  # EX_TEMPFAIL: a worker stopped by a signal; its jobs resume from last.ckpt
 
 
 def safe_name(key: str) -> str:
@@ -118,12 +117,6 @@ class Claim:
         atomic_write_text(self.path, json.dumps(self.info, default=str))
 
 
-def now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def latest_attempt(folder: Path) -> int:
     nums = [int(p.name.split(".")[1]) for p in folder.glob("claim.*") if re.fullmatch(r"claim\.\d+", p.name)]
     return max(nums, default=0)
@@ -162,11 +155,11 @@ class RunFolder:
         self.path = Path(path)
 
     # --- the plan ---------------------------------------------------------------------------
-    def write_plan(self, suite: str, entries: list[tuple[Job, str | None]], launch: dict[str, Any]) -> None:
+    def write_plan(self, suite: str, entries: list[tuple[Job, str | None]], launch: Launch) -> None:
         """The jobs to run, each with its data root, the launch settings every worker uses, and the
         user modules (``--import``, a suite's ``imports:``) that every worker imports first."""
         self.path.mkdir(parents=True, exist_ok=True)
-        doc = {"suite": suite, "written_at": now(), "launch": launch, "imports": imported(),
+        doc = {"suite": suite, "written_at": now(), "launch": launch.as_dict(), "imports": imported(),
                "jobs": [{"key": j.key, "root": root, "job": {**asdict(j), "cross_eval": list(j.cross_eval)}}
                         for j, root in entries]}
         atomic_write_text(self.path / "plan.json", json.dumps(doc, indent=1, default=str))
@@ -174,11 +167,12 @@ class RunFolder:
     def update_launch(self, **launch: Any) -> None:
         """Change launch settings of the plan (a SLURM submission sets the devices its tasks get)."""
         doc = json.loads((self.path / "plan.json").read_text())
-        doc["launch"].update(launch)
+        doc["launch"] = Launch.from_dict({**doc["launch"], **launch}).as_dict()
         atomic_write_text(self.path / "plan.json", json.dumps(doc, indent=1, default=str))
 
     def read_plan(self, wait_s: float = 0.0) -> dict[str, Any]:
-        """The plan, its jobs as :class:`Job` (``plan["entries"]``: ``(job, root)``), checked to hash the same."""
+        """The plan, its jobs as :class:`Job` (``plan["entries"]``: ``(job, root)``), checked to hash the same,
+        and its :class:`~fer_bench.bench.launch.Launch` (``plan["launch"]``)."""
         path = self.path / "plan.json"
         deadline = time.time() + wait_s
         while not path.exists() and time.time() < deadline:
@@ -195,13 +189,20 @@ class RunFolder:
                                 "planned this run; run it with that version)")
             entries.append((job, e["root"]))
         doc["entries"] = entries
+        doc["launch"] = Launch.from_dict(doc["launch"])
         return doc
+
+    def unfinished(self) -> list[str]:
+        """The keys of the planned jobs without a row."""
+        return [j.key for j, _ in self.read_plan()["entries"] if not self.has_row(j.key)]
 
     def job_dir(self, key: str) -> Path:
         return self.path / "jobs" / safe_name(key)
 
     # --- rows -------------------------------------------------------------------------------
-    def write_row(self, row: dict[str, Any]) -> None:
+    def write_row(self, row: Row | dict[str, Any]) -> None:
+        """Store a finished row, whole (a rename): a :class:`~fer_bench.bench.row.Row`, or one read back."""
+        row = row.as_dict() if isinstance(row, Row) else row
         rows = self.path / "rows"
         rows.mkdir(parents=True, exist_ok=True)
         atomic_write_text(rows / f"{safe_name(row['job'])}.json", json.dumps(row, default=str))

@@ -5,8 +5,8 @@ first, through the run folder's claims: tasks, local workers and other machines 
 folder never run a job twice, and the task that writes the last row publishes the
 leaderboard version.  Its logs are submitit's, under ``RUN_DIR/slurm/``.
 
-Resources come from :data:`SETTINGS`: the suite file's ``launcher:`` section, then the flags
-(``--partition``, ``--gpus-per-job``, ...).  A job with ``gpus_per_job`` G > 1 runs as G SLURM
+Resources are a :class:`fer_bench.settings.SlurmSettings`: its defaults, the suite file's ``launcher:``
+section, then the flags (``--partition``, ``--gpus-per-job``, ...).  A job with ``gpus_per_job`` G > 1 runs as G SLURM
 tasks (one DDP rank each, Lightning's SLURM environment); its other ranks follow rank 0.
 
 Time limits and pre-emption go through the engines.  submitit asks SLURM for
@@ -21,72 +21,35 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from fer_bench.bench.runfolder import RunFolder, now
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.bench.row import now
+from fer_bench.bench.runfolder import RunFolder
+from fer_bench.bench.worker import request_stop, work
+from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
-
-# name: (type, default, help).  The suite's `launcher:` keys and the flags (--name-with-dashes) are these.
-SETTINGS: dict[str, tuple[type, Any, str]] = {
-    "partition": (str, None, "SLURM partition"),
-    "account": (str, None, "SLURM account"),
-    "qos": (str, None, "SLURM quality of service"),
-    "constraint": (str, None, "SLURM node constraint (e.g. a GPU model)"),
-    "time_min": (int, 240, "time limit of one array task, minutes (a longer job is requeued and resumes)"),
-    "gpus_per_job": (int, 1, "GPUs per job (0: CPU jobs; > 1: DDP over that many SLURM tasks)"),
-    "cpus_per_job": (int, 8, "CPU cores per job"),
-    "mem_gb": (float, 32.0, "memory per job, GB"),
-    "array_parallelism": (int, 64, "array tasks running at once"),
-    "signal_delay_s": (int, 120, "seconds before the time limit at which the job is told to stop"),
-    "setup": (list, [], "shell lines run before each task (module load, source .venv/bin/activate)"),
-}
+from fer_bench.settings import SlurmSettings
 
 
-def check_settings(values: Any, where: str) -> dict[str, Any]:
-    """A ``launcher:`` mapping checked against :data:`SETTINGS` (the error names ``where`` and the key)."""
-    if not isinstance(values, dict):
-        raise DataFormatError(where, "'launcher' as a mapping", found=repr(values))
-    out = {}
-    for key, value in values.items():
-        if key not in SETTINGS:
-            raise DataFormatError(where, f"launcher keys among {', '.join(SETTINGS)}", found=key)
-        kind = SETTINGS[key][0]
-        ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) if kind is list else \
-            isinstance(value, (int, float)) and not isinstance(value, bool) if kind in (int, float) else isinstance(value, str)
-        if not ok or (kind is int and value != int(value)) or (kind in (int, float) and value < 0):
-            what = {int: "an integer >= 0", float: "a number >= 0", str: "a string", list: "a list of strings"}[kind]
-            raise DataFormatError(where, f"launcher {key}: {what}", found=repr(value))
-        out[key] = kind(value) if kind is not list else list(value)
-    return out
-
-
-def settings(suite_launcher: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
-    """Defaults, then the suite's ``launcher:``, then the flags given."""
-    out = {k: (list(v[1]) if isinstance(v[1], list) else v[1]) for k, v in SETTINGS.items()}
-    out.update(suite_launcher)
-    out.update({k: v for k, v in flags.items() if v is not None})
-    return out
-
-
-def sbatch_parameters(s: dict[str, Any], name: str) -> dict[str, Any]:
+def sbatch_parameters(s: SlurmSettings, name: str) -> dict[str, Any]:
     """submitit's SLURM parameters (its ``_make_sbatch_string`` names) for settings ``s``."""
-    g = int(s["gpus_per_job"])
+    g = s.gpus_per_job
     tasks = max(1, g)
     params: dict[str, Any] = {
-        "job_name": name, "time": int(s["time_min"]), "nodes": 1, "ntasks_per_node": tasks,
-        "cpus_per_task": max(1, int(s["cpus_per_job"]) // tasks), "array_parallelism": int(s["array_parallelism"]),
-        "signal_delay_s": int(s["signal_delay_s"]), "additional_parameters": {"requeue": True},
+        "job_name": name, "time": s.time_min, "nodes": 1, "ntasks_per_node": tasks,
+        "cpus_per_task": max(1, s.cpus_per_job // tasks), "array_parallelism": s.array_parallelism,
+        "signal_delay_s": s.signal_delay_s, "additional_parameters": {"requeue": True},
     }
     if g:
         params["gpus_per_node"] = g
     for key in ("partition", "account", "qos", "constraint"):
-        if s.get(key):
-            params[key] = s[key]
-    if s.get("setup"):
-        params["setup"] = list(s["setup"])
+        if getattr(s, key):
+            params[key] = getattr(s, key)
+    if s.setup:
+        params["setup"] = list(s.setup)
     return params
 
 
@@ -97,8 +60,6 @@ class SlurmTask(Checkpointable):
         self.threads = threads
 
     def __call__(self, run_dir: str, key: str) -> dict[str, Any]:
-        from fer_bench.bench.worker import work
-
         if self.threads:
             import torch
 
@@ -110,21 +71,16 @@ class SlurmTask(Checkpointable):
 
     def checkpoint(self, run_dir: str, key: str):
         """submitit's hook on the time-limit signal: stop the job (its last.ckpt resumes it) and requeue this call."""
-        from fer_bench.bench.worker import request_stop
-
         request_stop("SLURM time limit: requeued by submitit")
         return DelayedSubmission(self, run_dir, key)
 
 
-def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run: bool = False, echo=print) -> list[str]:
+def submit(rf: RunFolder, s: SlurmSettings, *, local: bool = False, dry_run: bool = False, echo=print) -> list[str]:
     """Submit the plan's unfinished jobs as one array (``local``: submitit's LocalExecutor on this
     machine, waiting for the tasks); ``dry_run``: write and print the sbatch script only.  Returns the keys."""
-    from fer_bench.bench.runner import unfinished
-
-    s = settings({}, given)
-    keys = unfinished(rf)
+    keys = rf.unfinished()
     plan = rf.read_plan()
-    g = int(s["gpus_per_job"])
+    g = s.gpus_per_job
     rf.update_launch(accelerator="gpu" if g else "cpu", devices=max(1, g), num_nodes=1)
     if not keys:
         echo(f"{rf.path}: no job left to run; nothing to submit")
@@ -140,7 +96,7 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
         listing += [f"#   task {i}: {k}" for i, k in enumerate(keys)]
         text = _make_sbatch_string(
             command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(folder))}",
-            folder=folder, map_count=len(keys), mem=_convert_mem(float(s["mem_gb"])),
+            folder=folder, map_count=len(keys), mem=_convert_mem(s.mem_gb),
             **{**params, "setup": listing + params.get("setup", [])})
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "dry-run.sbatch", text)
@@ -149,12 +105,12 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
         return keys
     import submitit
 
-    task = SlurmTask(threads=int(s["cpus_per_job"]) if local else None)
+    task = SlurmTask(threads=s.cpus_per_job if local else None)
     if local:
         ex = submitit.LocalExecutor(folder=str(folder))
-        ex.update_parameters(timeout_min=int(s["time_min"]), gpus_per_node=g, tasks_per_node=1,
-                             signal_delay_s=int(s["signal_delay_s"]))
-        width = max(1, int(s["array_parallelism"]))
+        ex.update_parameters(timeout_min=s.time_min, gpus_per_node=g, tasks_per_node=1,
+                             signal_delay_s=s.signal_delay_s)
+        width = max(1, s.array_parallelism)
         results = []
         for at in range(0, len(keys), width):  # the local executor starts a whole array at once
             chunk = keys[at:at + width]
@@ -170,11 +126,11 @@ def submit(rf: RunFolder, given: dict[str, Any], *, local: bool = False, dry_run
         ex = submitit.SlurmExecutor(folder=str(folder))
     except RuntimeError as e:
         raise UserError(f"--launcher slurm: {e} (try --dry-run to see the script)") from None
-    ex.update_parameters(mem_gb=float(s["mem_gb"]), **params)
+    ex.update_parameters(mem_gb=s.mem_gb, **params)
     jobs = ex.map_array(task, [str(run_dir)] * len(keys), keys)
     array_id = str(jobs[0].job_id).split("_")[0]
     atomic_write_text(folder / "submitted.json", json.dumps(
-        {"array_job_id": array_id, "tasks": len(keys), "submitted_at": now(), "settings": s}, indent=2, default=str))
+        {"array_job_id": array_id, "tasks": len(keys), "submitted_at": now(), "settings": asdict(s)}, indent=2, default=str))
     echo(f"submitted SLURM array job {array_id}: {len(keys)} tasks (logs under {folder}); "
          f"progress: fer-bench bench --status {rf.path}")
     return keys

@@ -51,6 +51,7 @@ from typing import Any
 
 from fer_bench import settings as S
 from fer_bench.errors import DataFormatError, UserError, load_yaml
+from fer_bench.validation import check_kwargs, validate
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def _external_entries(doc: dict, path: Path, defaults: dict, jobs: list[Job]) ->
             raise DataFormatError(path, f"{where}: data_args as a mapping", found=repr(own))
         data_args = {**(defaults.get("data_args") or {}), **own}
         try:
-            S.check_kwargs(DATASETS.get(dataset), data_args, what=f"dataset {dataset}", flag="data_args.",
+            check_kwargs(DATASETS.get(dataset), data_args, what=f"dataset {dataset}", flag="data_args.",
                            reserved=("root", "fold"))
         except UserError as err:
             raise DataFormatError(path, f"{where}: data_args the dataset accepts", found=str(err)) from None
@@ -205,6 +206,23 @@ def _external_entries(doc: dict, path: Path, defaults: dict, jobs: list[Job]) ->
         seen.add((method, dataset, fold))
         out.append(External(method=method, dataset=dataset, predictions=str(file), source=e["source"].strip(),
                             fold=fold, data_args=data_args))
+    return out
+
+
+def _launcher(values: Any, path: Path) -> dict[str, Any]:
+    """A suite's ``launcher:`` mapping, each key a SLURM setting (:class:`fer_bench.settings.SlurmSettings`)
+    checked like its flag; the error names the file and the key."""
+    if not isinstance(values, dict):
+        raise DataFormatError(path, "'launcher' as a mapping", found=repr(values))
+    valid = S.names("slurm")
+    out = {}
+    for key, value in values.items():
+        if key not in valid:
+            raise DataFormatError(path, f"launcher keys among {', '.join(valid)}", found=key)
+        try:
+            out[key] = S.check_value(key, value)
+        except UserError:
+            raise DataFormatError(path, f"launcher {key}: {S.expected(key)}", found=repr(value)) from None
     return out
 
 
@@ -236,7 +254,7 @@ def apply_overrides(jobs: list[Job], overrides: dict[str, Any], where: str = "-o
             else:
                 settings[head] = S.check_value(head, value, label=f"{where} {key}")
         job = replace(j, settings=settings)
-        S.validate(job.config(), where=f"on {job.row_method}/{job.dataset}", method_flag=f"{where} method_args.",
+        validate(job.config(), where=f"on {job.row_method}/{job.dataset}", method_flag=f"{where} method_args.",
                    data_flag=f"{where} data_args.", check_device=False)
         out.append(job)
     return out
@@ -272,11 +290,10 @@ def load_suite(path: str | Path) -> Suite:
 
     # the suite's own methods and datasets (paths relative to the suite file): a failure is one line
     import_modules(imports, base=path.resolve().parent, flag=f"{path}: imports:")
-    from fer_bench.bench.slurm import check_settings
     from fer_bench.data import DATASETS
     from fer_bench.methods import METHODS
 
-    launcher = check_settings(doc.get("launcher") or {}, path)
+    launcher = _launcher(doc.get("launcher") or {}, path)
     name = doc.get("suite") or path.stem
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -328,7 +345,7 @@ def load_suite(path: str | Path) -> Suite:
                 _checked("seed", seed, f"{path}, {where}, seeds")
             cell_jobs = [Job(method=method, dataset=dataset, fold=fold, seed=int(seed), label=str(label),
                              settings=settings, cross_eval=tuple(cross)) for fold in folds for seed in seeds]
-            S.validate(cell_jobs[0].config(), where=f"{path}, {where}", method_flag="method_args",
+            validate(cell_jobs[0].config(), where=f"{path}, {where}", method_flag="method_args",
                        data_flag="data_args", check_device=False)
         except UserError as e:
             if isinstance(e, DataFormatError):

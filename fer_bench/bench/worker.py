@@ -23,7 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-from fer_bench.bench.runfolder import EXIT_REQUEUE, HEARTBEAT_S, WORKER_ENV, Claim, RunFolder, Worker, global_rank
+from fer_bench.bench.job import execute_job
+from fer_bench.bench.launch import EXIT_REQUEUE, WORKER_ENV
+from fer_bench.bench.publish import publish_if_complete
+from fer_bench.bench.row import message
+from fer_bench.bench.runfolder import HEARTBEAT_S, Claim, RunFolder, Worker, global_rank
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
@@ -90,10 +94,8 @@ def work(run_dir: str | Path, *, max_jobs: int | None = None, prefer: int | None
 
     ``max_jobs``: take at most that many (a SLURM array task takes one); ``prefer``: the plan
     index to try first (an array task's own job).  ``run_job``: the function that runs a job
-    (:func:`fer_bench.bench.runner.execute_job`, replaced in tests)."""
-    from fer_bench.bench import runner
-
-    run_job = run_job or runner.execute_job
+    (:func:`fer_bench.bench.job.execute_job`, replaced in tests)."""
+    run_job = run_job or execute_job
     rf = RunFolder(run_dir)
     me = Worker.here()
     with StopRequest() as stop:
@@ -115,7 +117,6 @@ def work(run_dir: str | Path, *, max_jobs: int | None = None, prefer: int | None
 def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int | None, prefer: int | None,
           echo) -> int:
     """Rank 0 of a worker: claim, run and write jobs until none is left, a limit or a stop."""
-    from fer_bench.bench import runner
     from fer_bench.callbacks import Preempted
 
     plan = rf.read_plan()
@@ -167,11 +168,11 @@ def _lead(rf: RunFolder, me: Worker, run_job, stop: StopRequest, max_jobs: int |
             rf.write_row(row)
         claim.end("done")
         last.unlink(missing_ok=True)  # only ever needed to resume; the selected checkpoint stays
-        msg = runner.row_message(rows[-1])
+        msg = message(rows[-1])
         elapsed = time.time() - t_start
         echo(f"{n} {job.row_method}/{job.dataset} fold={job.fold} seed={job.seed}: {msg} ({time.time() - t0:.0f} s; "
              f"worker {elapsed:.0f} s, ~{elapsed / ran * max(0, todo - ran):.0f} s left)")
-        runner.publish_if_complete(rf, echo)
+        publish_if_complete(rf, echo)
     rf.announce(me, None)
     return EXIT_REQUEUE if stop() is not None else 0
 

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fer_bench import settings as S
+from fer_bench.cli.flags import add_setting_args, given_settings, key_value
 from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
 
@@ -72,20 +72,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.parallel > 1 and args.launcher != "none":
         raise UserError(f"--parallel {args.parallel}: with --launcher {args.launcher} the array parallelism is "
                         "--array-parallelism")
-    from fer_bench.bench import slurm
     from fer_bench.bench.runner import run_suite
     from fer_bench.bench.suite import apply_overrides, load_suite
 
     suite = load_suite(args.suite)
     if args.override:
         suite.jobs = apply_overrides(suite.jobs, dict(args.override))
-    speed = S.given_settings(args, ("speed",))
+    speed = given_settings(args, ("speed",))
     if args.seeds is not None:
         known = sorted({j.seed for j in suite.jobs})
         suite.jobs = [j for j in suite.jobs if j.seed in args.seeds]
         if not suite.jobs:
             raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: {args.suite} has seeds {known}")
-    launch = slurm.settings(suite.launcher, {k: getattr(args, k) for k in slurm.SETTINGS if k != "setup"})
+    from fer_bench.settings import SlurmSettings
+
+    launch = SlurmSettings(**{**suite.launcher, **given_settings(args, ("slurm",))})
     path = run_suite(suite, data_root=args.data_root, devices=args.devices, num_nodes=args.num_nodes,
                      accelerator=args.accelerator, only=args.only, resume=args.resume, run_dir=args.run_dir,
                      leaderboards=args.leaderboards, logger=args.logger, progress=args.progress, speed=speed,
@@ -123,7 +124,7 @@ def show_status(run_dir: Path) -> int:
 
 
 def collect_run(run_dir: Path) -> int:
-    from fer_bench.bench.runner import collect
+    from fer_bench.bench.publish import collect
 
     path = collect(run_dir)
     if path is not None:
@@ -242,9 +243,9 @@ def add_bench_commands(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite and publish a leaderboard version")
     p.add_argument("suite", nargs="?", help="suite YAML, e.g. benchmarks/static.yaml")
     p.add_argument("--data-root", help="folder holding <dataset>/ trees (default $FER_DATA)")
-    S.add_setting_args(p, ("launch",), exclude=("root", "out"))
+    add_setting_args(p, ("launch",), exclude=("root", "out"))
     speed = p.add_argument_group("speed settings for every job (over the suite's; outside the config hash)")
-    S.add_setting_args(speed, ("speed",), defaults_none=True)
+    add_setting_args(speed, ("speed",), defaults_none=True)
     p.add_argument("--only", nargs="+", metavar="METHOD/DATASET", help="run only these cells (globs allowed)")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                    help="run only these of the suite's seeds (a reduced check; give the same to --resume)")
@@ -255,7 +256,7 @@ def add_bench_commands(sub) -> None:
                    help="cells whose recipe pre-trains: use the weights under $FER_WEIGHTS when there; when not, "
                         "run from scratch with the deviation recorded (if-available) or skip the cell (required); "
                         "never: always from scratch (what regress uses)")
-    p.add_argument("-o", "--override", type=S.key_value, action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("-o", "--override", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
     runs = p.add_argument_group("where the jobs run (see README, Running on a cluster)")
     runs.add_argument("--parallel", type=_positive, default=1, metavar="N",
@@ -264,12 +265,9 @@ def add_bench_commands(sub) -> None:
                       help="slurm: submit the unfinished jobs as one SLURM array job through submitit; "
                            "submitit-local: the same array on this machine (submitit's LocalExecutor)")
     runs.add_argument("--dry-run", action="store_true", help="with --launcher slurm: write and print the script only")
-    from fer_bench.bench.slurm import SETTINGS
-
-    for key, (kind, default, help_) in SETTINGS.items():
-        if kind is not list:
-            runs.add_argument("--" + key.replace("_", "-"), type=kind, default=None,
-                              help=f"{help_} (SLURM; default: the suite's launcher: section, else {default})")
+    slurm = p.add_argument_group("SLURM resources (default: the suite's launcher: section, else the value shown "
+                                 "in fer_bench.settings.SlurmSettings)")
+    add_setting_args(slurm, ("slurm",), exclude=("setup",), defaults_none=True)
     runs.add_argument("--status", metavar="RUN_DIR", help="show each job of a run: done / failed / running / pending")
     runs.add_argument("--collect", metavar="RUN_DIR",
                       help="publish a run's leaderboard version by hand (once; a partial one while jobs are left)")

@@ -49,7 +49,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def add_data_commands(sub) -> None:
-    from fer_bench.settings import key_value as _kv
+    from fer_bench.cli.flags import key_value as _kv
 
     p = sub.add_parser("data", help="check a dataset folder or write a synthetic one")
     dsub = p.add_subparsers(dest="data_command", required=True)

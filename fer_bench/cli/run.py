@@ -5,7 +5,8 @@ import argparse
 import json
 from typing import Any
 
-from fer_bench import settings as S
+from fer_bench.cli import at_least, check_data_args, check_out_folder
+from fer_bench.cli.flags import add_setting_args, config_from_args, key_value
 
 
 def catalogue() -> dict[str, list[dict[str, Any]]]:
@@ -125,9 +126,11 @@ def print_scores(result: dict[str, Any]) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from fer_bench.train import run
+    from fer_bench.validation import validate
 
-    cfg = S.config_from_args(args)
-    S.validate(cfg)  # names, types and hyper-parameters: before any data is read
+    cfg = config_from_args(args)
+    validate(cfg)  # names, types and hyper-parameters: before any data is read
+    check_out_folder(cfg.out_dir())
     result = run(cfg)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
@@ -140,8 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from fer_bench.transfer import evaluate
 
+    if args.out:
+        check_out_folder(args.out)
+    data_args = dict(args.data_arg or [])
+    check_data_args(args.dataset, data_args, ("root", "fold", "batch_size", "seed", "input_size", "in_chans"))
     res = evaluate(args.checkpoint, args.dataset, args.root, method=args.method, out=args.out, fold=args.fold,
-                   data_args=dict(args.data_arg or []), batch_size=args.batch_size)
+                   data_args=data_args, batch_size=args.batch_size)
     excl = res["excluded_dataset_classes"] + [f"{c} (model only)" for c in res["excluded_model_classes"]]
     print(f"{res['method']} on {args.dataset} (test): WAR {100 * res['war']:.2f} UAR {100 * res['uar']:.2f} over "
           f"{res['n_test']} samples of the shared classes {', '.join(res['classes'])}; excluded: "
@@ -158,7 +165,7 @@ def add_run_commands(sub) -> None:
                    "reconstructed with its source")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("train", help="train one method on one dataset")
-    S.add_setting_args(p, ("job", "protocol", "run", "speed", "launch"), required=("method", "dataset"))
+    add_setting_args(p, ("job", "protocol", "run", "speed", "launch"), required=("method", "dataset"))
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("eval", help="evaluate a trained checkpoint on another dataset's test split (cross-dataset)")
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by fer-bench train / bench")
@@ -166,7 +173,7 @@ def add_run_commands(sub) -> None:
     p.add_argument("--root", help="dataset folder as distributed")
     p.add_argument("--fold", type=int)
     p.add_argument("--method", help="the checkpoint's method (default: recorded in the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=at_least(1), default=64)
     p.add_argument("--out", help="folder for metrics.json and predictions.npz")
-    p.add_argument("-d", "--data-arg", type=S.key_value, action="append", metavar="KEY=VALUE")
+    p.add_argument("-d", "--data-arg", type=key_value, action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_eval)

@@ -48,7 +48,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def add_score_commands(sub) -> None:
-    from fer_bench.settings import key_value
+    from fer_bench.cli.flags import key_value
 
     p = sub.add_parser(
         "score", help="score predictions made elsewhere on a dataset's test split (WAR, UAR, recall, intervals)",

@@ -97,7 +97,7 @@ def parse_backbone(spec: Any) -> tuple[str, str]:
 
 
 class BackboneNames:
-    """The allowed values of the ``backbone`` hyper-parameter, for :func:`fer_bench.settings.validate`:
+    """The allowed values of the ``backbone`` hyper-parameter, for :func:`fer_bench.validation.validate`:
     contains every valid backbone, and lists as how to find them (timm knows over a thousand)."""
 
     def __contains__(self, value: object) -> bool:

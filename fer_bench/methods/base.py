@@ -51,7 +51,7 @@ class FERMethod(L.LightningModule):
     default_input_size: ClassVar[int] = 48
     default_in_chans: ClassVar[int] = 1
     default_hparams: ClassVar[dict[str, Any]] = {}  # registered methods take theirs from their recipe
-    # allowed values of string hyper-parameters, checked before a run (fer_bench.settings.validate)
+    # allowed values of string hyper-parameters, checked before a run (fer_bench.validation.validate)
     hparam_choices: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
 
     def __init__(
