@@ -125,6 +125,7 @@ def run(cfg: TrainConfig, callbacks: list | None = None, resolved=None) -> dict[
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
+    from fer_bench.bundle import BUNDLE_FILE, write_bundle
     from fer_bench.callbacks import (
         RandomState,
         RunProgress,
@@ -139,6 +140,9 @@ def run(cfg: TrainConfig, callbacks: list | None = None, resolved=None) -> dict[
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     resolved = resolved or resolve(cfg)
     dm, model = build(cfg, resolved)
+    # the dataset's folder is read before the trainer and the loggers exist: a missing or malformed one is one
+    # line and nothing written (Lightning's own setup call later finds the splits made; no random state is drawn)
+    dm.setup("fit")
     from fer_bench.nn.complexity import complexity
 
     cost = complexity(model)  # parameters and MACs of one forward at the run's input size (eval mode)
@@ -223,10 +227,14 @@ def run(cfg: TrainConfig, callbacks: list | None = None, resolved=None) -> dict[
         **evaluation.summary(preds, len(scores.classes), seed=cfg.seed),
         **best_test_epoch(read_test_curve(out / TEST_CURVE_FILE) if cfg.test_every_epoch else [], cfg.monitor),
     }
+    # the selected model with how to feed it (fer_bench.bundle), beside its checkpoint
+    result["bundle"] = str(Path(best).parent / BUNDLE_FILE) if best else None
     if trainer.is_global_zero:
         evaluation.save_predictions(out / evaluation.PREDICTIONS_FILE, preds,
                                     evaluation.sample_ids(dm, "test", preds["index"].numpy()), scores.classes)
         write_outputs(out, cfg, dm, model, result, preds)
+        if best:
+            write_bundle(out, best, result["bundle"])
     return result
 
 

@@ -143,6 +143,12 @@ def test_bench_versions_failures_missing_data_and_diff(tmp_path):
                 "torch_version", "started_at", "finished_at", "input_size", "fold", "classes", "accelerator"):
         assert col in v1.columns, col
     assert (ok.n_test == 35).all() and (ok.selection == "val/war").all()
+    # the columns are the Row's fields, in order; each trained row points to its job's bundle
+    from fer_bench.bench.row import Row
+
+    assert [c for c in v1.columns if not c.startswith("recall_")] == Row.columns()
+    assert all(Path(b).name == "bundle.pt" and Path(b).is_file() for b in ok.bundle)
+    assert failed.bundle.isna().all()
     assert ((ok.war >= 0) & (ok.war <= 1)).all()
     readme = (boards / "tiny/README.md").read_text()
     assert "v001.csv" in readme and "| resnet18_pretrained | synthetic-static |" in readme

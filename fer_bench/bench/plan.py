@@ -12,12 +12,10 @@ import datetime as dt
 import fnmatch
 import json
 import os
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import fer_bench
 from fer_bench.bench.external import plan_external
 from fer_bench.bench.launch import RUN_DIR_ENV, Launch
 from fer_bench.bench.row import now
@@ -25,21 +23,9 @@ from fer_bench.bench.runfolder import RunFolder, global_rank
 from fer_bench.bench.suite import Job, Suite
 from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
+from fer_bench.provenance import git_state
 
 PAPER_INIT_MODES = ("if-available", "required", "never")
-
-
-def git_state() -> tuple[str, bool | None]:
-    """(commit, has uncommitted changes) of the fer_bench checkout; ``("", None)`` outside git."""
-    repo = Path(fer_bench.__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit, (bool(status) if commit else None)
-    except (OSError, subprocess.SubprocessError):
-        return "", None
 
 
 def with_paper_init(jobs: list[Job], mode: str, echo=print) -> list[Job]:

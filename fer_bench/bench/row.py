@@ -21,7 +21,7 @@ ERROR_CHARS = 500  # a row's error is its first characters; the job folder's err
 # what a finished row copies from the run's result under the same name: intervals, calibration, cost, predictions
 FROM_RESULT = ("best_epoch", "resumed_at_epoch", "n_train", "n_val", "n_test", "params", "accelerator", "precision",
                "tta", "macs", "war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll",
-               "bootstrap_resamples", "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions",
+               "bootstrap_resamples", "train_samples_per_s", "test_samples_per_s", "peak_memory_mb", "predictions", "bundle",
                "best_test_epoch", "best_test_war", "best_test_uar")
 INTERVALS = ("war_ci_low", "war_ci_high", "uar_ci_low", "uar_ci_high", "ece", "nll")
 
@@ -109,6 +109,7 @@ class Row:
     test_samples_per_s: float | None = None
     peak_memory_mb: float | None = None
     predictions: str | None = None
+    bundle: str | None = None  # the trained model with how to feed it (fer_bench.bundle), for fer-bench predict
     # a cross-dataset row: the classes outside the shared ones
     excluded_classes: str | None = None
     n_excluded: int | None = None

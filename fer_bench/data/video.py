@@ -74,6 +74,7 @@ __all__ = [
     "read_video_clip",
     "read_frame_folder_clip",
     "read_clip",
+    "open_video",
     "decode_all_frames",
     "ClipDataset",
     "write_mp4",
@@ -129,7 +130,7 @@ def _to_grey(frames: np.ndarray) -> np.ndarray:
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
 
 
-def _open_video(path: str | os.PathLike):
+def open_video(path: str | os.PathLike):
     """``(path, VideoReader, frame count)``; :class:`UnreadableSample` for an empty, undecodable
     or frameless file."""
     path = require_nonempty_file(path)
@@ -152,7 +153,7 @@ def read_video_clip(path: str | os.PathLike, num_segments: int = 16, *, train: b
 
     Only the sampled indices are decoded (``VideoReader.get_batch``).
     """
-    path, vr, n = _open_video(path)
+    path, vr, n = open_video(path)
     try:
         idx = sample_indices(n, num_segments, train=train, rng=rng, eval_frames=eval_frames,
                              train_frames=train_frames, short_clips=short_clips)
@@ -217,7 +218,7 @@ def count_frames(source: str | os.PathLike) -> int | None:
     cannot be read (the readers then report it as unreadable)."""
     try:
         if is_video_file(source):
-            _, vr, n = _open_video(source)
+            _, vr, n = open_video(source)
             del vr
             return n
         return len(list_frames(source))
@@ -232,7 +233,7 @@ def decode_all_frames(source: str | os.PathLike, grey: bool = False) -> np.ndarr
     first *sampled* frame, which depends on the sample: such a clip is not cacheable)."""
     source = os.fspath(source)
     if is_video_file(source):
-        path, vr, n = _open_video(source)
+        path, vr, n = open_video(source)
         try:
             batch = vr.get_batch(list(range(n)))
         except (RuntimeError, IndexError, decord.DECORDError) as e:
