@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
 from fer_bench.data import DATASETS
@@ -259,3 +260,117 @@ def test_one_epoch_writes_metrics(layout, data_args, n_classes, request, tmp_pat
     assert len(metrics["classes"]) == n_classes and metrics["skipped_files"] == []
     config = (tmp_path / "run" / "config.yaml").read_text()
     assert f"sampler: {data_args.get('sampler', 'uniform')}" in config and f"layout: {layout}" in config
+
+
+# -- crop=landmarks: aligned by the csv's 68 facial_landmarks ---------------------------------------------
+def _eye_discs_photo(angle: float, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """(a 220x180 grey photo with black discs on the eyes of a face turned by ``angle`` degrees, and its 5
+    points, subject's right eye first): the face is the template seen through a known similarity."""
+    import cv2
+
+    from fer_bench.data.align import template_points
+
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = (template_points("arcface-loose") * size - size / 2) @ rot.T * 1.6 + (110, 90)
+    img = np.full((180, 220, 3), 150, np.uint8)
+    for k, (x, y) in enumerate(pts):
+        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 6 * 16, (0, 0, 0) if k < 2 else (90, 90, 90), -1,
+                   cv2.LINE_AA, 4)
+    return img, pts
+
+
+def _as_68(five: np.ndarray) -> np.ndarray:
+    """68 iBUG points whose eye rings (37-42, 43-48) surround the given eye centres, nose tip (31) and mouth
+    corners (49, 55) are the given ones; the rest on the nose."""
+    ring = np.array([[-6, 0], [-2, -3], [2, -3], [6, 0], [2, 3], [-2, 3]], float)
+    pts = np.tile(five[2], (68, 1))
+    pts[36:42], pts[42:48], pts[48], pts[54] = five[0] + ring, five[1] + ring, five[3], five[4]
+    return pts
+
+
+def _landmark_row(rel: str, pts68, code: int = 1) -> str:
+    return f"{rel},10,10,100,100,{';'.join(f'{v:.2f}' for v in np.ravel(pts68))},{code},0.1,-0.2\n"
+
+
+def test_landmark_alignment_levels_the_eyes(tmp_path):
+    from fer_bench.data.align import alignment_matrix, template_points
+    from fer_bench.data.faces import five_from_68
+    from fer_bench.data.io import write_image
+
+    img, five = _eye_discs_photo(angle=-25.0)
+    write_image(tmp_path / "Manually_Annotated_Images" / "1" / "a.jpg", img)
+    for name in ("training.csv", "validation.csv"):
+        _write_list(tmp_path, name, [_landmark_row("1/a.jpg", _as_68(five))])
+    assert np.allclose(five_from_68(_as_68(five)), five)
+    dm = make(tmp_path, crop="landmarks", input_size=112)
+    train = dm.build_splits()["train"]
+    assert np.allclose(train.landmarks[0], five, atol=0.01)
+    M = alignment_matrix(train.landmarks[0], 112, template="arcface-loose")
+    assert np.allclose(np.c_[five, np.ones(5)] @ M.T, template_points("arcface-loose") * 112, atol=0.02)
+    x, y = train[0]
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (3, 112, 112)
+    import cv2
+
+    dark = (x.float().mean(0).numpy() < 50).astype(np.uint8)
+    n, _, stats, cents = cv2.connectedComponentsWithStats(dark)
+    two = sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:2]
+    eyes = cents[sorted(two, key=lambda k: cents[k, 0])]
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 0.5  # level, though the face in the photo is turned by 25 degrees
+    assert np.allclose(eyes, template_points("arcface-loose")[:2] * 112, atol=0.5)  # on the template's eyes
+    assert tuple(make(tmp_path).build_splits()["train"][0][0].shape) == (3, 100, 100)  # the face box, by default
+
+
+def test_malformed_landmarks_name_file_and_line(tmp_path):
+    good = _as_68(np.array([[40.0, 50], [70, 50], [55, 65], [45, 80], [65, 80]]))
+    rows = [_landmark_row(f"1/{k}.jpg", good, code=k % 7) for k in range(6)]
+    bad_rows = {"135 numbers": ";".join(["1.0"] * 135), "a word": ";".join(["1.0"] * 67 + ["abc"] + ["1.0"] * 68),
+                "empty": "", "nan": ";".join(["nan"] * 136),
+                "one eye": ";".join(f"{v:.1f}" for v in np.ravel(_as_68(np.array([[40.0, 50], [40, 50], [55, 65],
+                                                                                       [45, 80], [65, 80]]))))}
+    for what, lnd in bad_rows.items():
+        p = _write_list(tmp_path, "training.csv", rows[:3] + [f"1/x.jpg,10,10,100,100,{lnd},3,0,0\n"] + rows[3:])
+        with pytest.raises(DataFormatError) as e:
+            af.read_csv_index(p, landmarks=True)
+        assert e.value.path == str(p) and e.value.line == 5 and "facial_landmarks" in str(e.value), what
+        assert len(af.read_csv_index(p)) == 4  # the column is not read without crop=landmarks
+    p = _write_list(tmp_path, "training.csv", rows + [f"1/x.jpg,10,10,100,100,{bad_rows['empty']},9,0,0\n"])
+    rel, boxes, labels, dropped, five = af.read_csv_index(p, landmarks=True)  # a dropped row's landmarks: unread
+    assert five.shape == (6, 5, 2) and five.dtype == np.float32 and dropped[9] == 1
+    _write_list(tmp_path, "validation.csv", rows)
+    with pytest.raises(DataFormatError, match="line 8"):
+        _write_list(tmp_path, "training.csv", rows + [f"1/x.jpg,10,10,100,100,{bad_rows['a word']},2,0,0\n"])
+        make(tmp_path, crop="landmarks").build_splits()
+
+
+def test_crop_option_checked_and_recorded(csv_tree, npy_tree):
+    with pytest.raises(UserError, match="crop"):
+        make(csv_tree, crop="haar")
+    plain = make(csv_tree)
+    assert plain.protocol_args()["crop"] == "box" and "align" not in plain.protocol_args()
+    dm = make(csv_tree, crop="landmarks")
+    assert (dm.protocol_args()["crop"], dm.protocol_args()["align"]) == ("landmarks", "arcface-loose+0")
+    npy = make(npy_tree)
+    npy.build_splits()
+    assert npy.protocol_args()["crop"] == "none"  # the repackage's images are crops already
+    with pytest.raises(UserError, match="layout=csv"):
+        make(npy_tree, crop="landmarks").build_splits()
+
+
+def test_landmark_aligned_datamodule_end_to_end(csv_tree):
+    """The synthetic csv's landmarks (68 points of the drawn face, inside its box) read by the DataModule with
+    crop=landmarks: setup and one training batch of the input size."""
+    from fer_bench.data.faces import five_from_68
+
+    rows = csv_rows(csv_tree, "training.csv")
+    for row in rows.values():
+        pts = np.array(row["facial_landmarks"].split(";"), float).reshape(68, 2)
+        x, y, w, h = (int(row[k]) for k in ("face_x", "face_y", "face_width", "face_height"))
+        assert np.all((pts >= (x, y)) & (pts <= (x + w, y + h)))
+        eyes = five_from_68(pts)[:2]
+        assert eyes[0, 0] < eyes[1, 0]  # the subject's right eye on the image's left
+    dm = make(csv_tree, crop="landmarks", input_size=64, batch_size=4, num_workers=0)
+    dm.setup("fit")
+    batch, labels, idx, skipped = next(iter(dm.train_dataloader()))
+    assert tuple(batch.shape) == (4, 3, 64, 64) and batch.dtype == torch.float32 and skipped == []
+    assert dm.protocol_args()["crop"] == "landmarks"

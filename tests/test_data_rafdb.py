@@ -155,3 +155,120 @@ def test_train_one_epoch(tmp_path, layout):
                     batch_size=8, progress=False, out=str(tmp_path / "out")))
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (m["n_train"], m["n_val"], m["n_test"]) == (21, 7, 21)
+
+
+# -- crop=landmarks: the original photos aligned by Annotation/manual/<name>_manu_attri.txt ----------------
+def _eye_discs_photo(angle: float, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """(a 220x180 grey photo with black discs on the eyes of a face turned by ``angle`` degrees, and its 5
+    points, subject's right eye first): the face is the template seen through a known similarity."""
+    import cv2
+
+    from fer_bench.data.align import template_points
+
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = (template_points("arcface-loose") * size - size / 2) @ rot.T * 1.6 + (110, 90)
+    img = np.full((180, 220, 3), 150, np.uint8)
+    for k, (x, y) in enumerate(pts):
+        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 6 * 16, (0, 0, 0) if k < 2 else (90, 90, 90), -1,
+                   cv2.LINE_AA, 4)
+    return img, pts
+
+
+def _eye_centres(x: torch.Tensor) -> np.ndarray:
+    """Centroids (x, y) of the two largest dark blobs of an aligned ``[3, S, S]`` image, left to right."""
+    import cv2
+
+    dark = (x.float().mean(0).numpy() < 50).astype(np.uint8)
+    n, _, stats, cents = cv2.connectedComponentsWithStats(dark)
+    two = sorted(range(1, n), key=lambda k: -stats[k, cv2.CC_STAT_AREA])[:2]
+    return cents[sorted(two, key=lambda k: cents[k, 0])]
+
+
+def _manual_file(root: Path, stem: str) -> Path:
+    return root / "basic" / "Annotation" / "manual" / f"{stem}_manu_attri.txt"
+
+
+@pytest.mark.parametrize("order", ["image-left first", "image-right first"])
+def test_landmark_alignment_levels_the_eyes(tmp_path, order):
+    from fer_bench.data.align import alignment_matrix, template_points
+    from fer_bench.data.io import write_image
+
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    img, pts = _eye_discs_photo(angle=30.0)
+    write_image(tmp_path / "basic" / "Image" / "original" / "train_00001.jpg", img)
+    listed = pts[[1, 0, 2, 4, 3]] if order == "image-right first" else pts  # the README does not say which
+    _manual_file(tmp_path, "train_00001").write_text("".join(f"{x:.3f}\t{y:.3f}\n" for x, y in listed) + "1\n2\n2\n")
+    dm = R.RAFDB(str(tmp_path), images="original", crop="landmarks", input_size=112)
+    train = dm.build_splits()["train"]
+    i = [Path(p).name for p in train.paths].index("train_00001.jpg")
+    assert np.allclose(train.landmarks[i], pts, atol=1e-3)  # subject's right eye (image left) first, either way
+    M = alignment_matrix(train.landmarks[i], 112, template="arcface-loose")
+    assert np.allclose(np.c_[pts, np.ones(5)] @ M.T, template_points("arcface-loose") * 112, atol=0.01)
+    x, y = train[i]
+    assert x.dtype == torch.uint8 and tuple(x.shape) == (3, 112, 112)
+    eyes = _eye_centres(x)
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 0.5  # level, though the face in the photo is turned by 30 degrees
+    assert np.allclose(eyes, template_points("arcface-loose")[:2] * 112, atol=0.5)  # on the template's eyes
+    # every other sample: the synthetic manual points, the input size
+    assert all(tuple(train[k][0].shape) == (3, 112, 112) for k in range(len(train)))
+
+
+@pytest.mark.parametrize("text, line, found", [
+    ("12.5\t30.1\n40.2\t30.0\n30.0\t45.0\n", 4, "the end of the file"),
+    ("12.5\t30.1\n40.2\t30.0\nabc\t50.1\n20.0\t60.0\n40.0\t60.0\n0\n0\n2\n", 3, "'abc\\t50.1'"),
+    ("12.5\t30.1\n40.2\n30.0\t45.0\n20.0\t60.0\n40.0\t60.0\n0\n0\n2\n", 2, "'40.2'"),
+    ("12.5\t30.1\n40.2\t30.0\t1\n30.0\t45.0\n20.0\t60.0\n40.0\t60.0\n0\n0\n2\n", 2, "30.0\\t1"),
+    ("12.5\t30.1\n12.5\t30.1\n30.0\t45.0\n20.0\t60.0\n40.0\t60.0\n0\n0\n2\n", 2, "distinct eye centres"),
+    (None, None, "no such file"),
+])
+def test_malformed_landmark_file_is_named(tmp_path, text, line, found):
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    bad = _manual_file(tmp_path, "test_0003")
+    if text is None:
+        bad.unlink()
+    else:
+        bad.write_text(text)
+    with pytest.raises(DataFormatError) as ei:
+        R.RAFDB(str(tmp_path), images="original", crop="landmarks").build_splits()
+    assert ei.value.path == str(bad) and ei.value.line == line and found in str(ei.value)
+    assert R.RAFDB(str(tmp_path), images="original").build_splits()["test"]  # read only for crop=landmarks
+
+
+def test_crop_option_checked_and_recorded(tmp_path):
+    from fer_bench.errors import UserError
+
+    write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
+    with pytest.raises(UserError, match="crop=landmarks .* pass images=original"):
+        R.RAFDB(str(tmp_path), crop="landmarks")
+    with pytest.raises(UserError, match="crop"):
+        R.RAFDB(str(tmp_path), images="original", crop="haar")
+    plain = R.RAFDB(str(tmp_path))
+    assert plain.protocol_args()["crop"] == "none" and "align" not in plain.protocol_args()
+    dm = R.RAFDB(str(tmp_path), images="original", crop="landmarks")
+    args = dm.protocol_args()
+    assert (args["images"], args["crop"], args["align"]) == ("original", "landmarks", "arcface-loose+0")
+    manual = tmp_path / "basic" / "Annotation" / "manual"
+    for p in manual.iterdir():
+        p.unlink()
+    manual.rmdir()
+    with pytest.raises(DataFormatError) as ei:
+        dm.build_splits()
+    assert ei.value.path == str(manual) and "manu_attri" in str(ei.value)
+
+
+def test_landmark_aligned_datamodule_end_to_end(tmp_path):
+    """The synthetic layout's manual files (5 points of the drawn face, then gender, race, age), read by the
+    DataModule with crop=landmarks: setup and one training batch of the input size."""
+    write_layout("rafdb", str(tmp_path), per_class=2, seed=0)
+    lines = _manual_file(tmp_path, "train_00001").read_text().splitlines()
+    assert len(lines) == 8 and all(len(s.split("\t")) == 2 for s in lines[:5])
+    pts = R.read_manual_landmarks(_manual_file(tmp_path, "train_00001"))
+    assert pts[0, 0] < pts[1, 0] and pts[3, 0] < pts[4, 0] and pts[0, 1] < pts[2, 1] < pts[3, 1]  # a frontal face
+    assert np.all((pts > 20) & (pts < 120))  # inside the face of the 140x140 original
+    dm = DATASETS.get("rafdb")(str(tmp_path), images="original", crop="landmarks", input_size=64, batch_size=4,
+                               num_workers=0)
+    dm.setup("fit")
+    x, y, idx, skipped = next(iter(dm.train_dataloader()))
+    assert tuple(x.shape) == (4, 3, 64, 64) and x.dtype == torch.float32 and skipped == []
+    assert dm.protocol_args()["crop"] == "landmarks"

@@ -22,6 +22,16 @@ codes 8-10 (and 7 in the 7-class protocol) are dropped and counted in ``dropped`
 outside 0-10, a non-numeric box or a missing column is a :class:`DataFormatError` naming
 file and line.
 
+Face crop (``crop=``, csv layout): ``box`` (the default) is the face box above; ``landmarks``
+aligns the image by the row's ``facial_landmarks`` instead: 68 points ``x1;y1;x2;y2;...`` (image
+pixels) in the iBUG 300-W mark-up, reduced to 5 (eye centres = means of points 37-42 and 43-48,
+nose tip 31, mouth corners 49 and 55: :func:`fer_bench.data.faces.five_from_68`) and warped onto
+the ``arcface-loose`` template (:data:`fer_bench.data.faces.ALIGN_TEMPLATE`) at the side the
+transforms resize to (``resize``, else the input size).  Kept rows whose landmarks are not 136
+finite numbers, or whose eye centres coincide, are a :class:`DataFormatError` naming file and
+line.  ``protocol_args`` records ``crop`` and the rule (``align``, e.g. ``arcface-loose+0``); the
+repackage's images are crops already (recorded ``crop=none``; ``landmarks`` is refused).
+
 Newer repackage (``layout=npy``; ``--root`` holds ``train_set/`` and ``val_set/``)::
 
     train_set/images/<id>.jpg     already-cropped faces (no box)
@@ -44,7 +54,8 @@ accepted as its former name).
 
 Scale: ~290k rows are indexed without touching an image.  The CSV is read in chunks of
 100,000 rows with only the six needed columns (``usecols``: the landmark column, most of the
-file's bytes, is never kept), paths are kept as one numpy ``bytes`` array plus the image
+file's bytes, is read only with ``crop=landmarks``, and then only its 5 reduced points are kept,
+``float32 [N, 5, 2]``), paths are kept as one numpy ``bytes`` array plus the image
 folder (:class:`PathTable`; no Python object per row, so DataLoader workers do not copy
 them page by page), boxes as ``int32 [N, 4]``.  Images are decoded lazily at access.  Some
 files of the real release are zero-byte or corrupt: they raise
@@ -67,7 +78,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from fer_bench.classes import CANONICAL_CLASSES, CANONICAL_CLASSES_8
+from fer_bench.data.align import crop_rule
 from fer_bench.data.base import DatasetInfo, FERDataModule, collate_skipping
+from fer_bench.data.faces import ALIGN_TEMPLATE, AlignedFaces, five_from_68, parse_point_strings
 from fer_bench.data.io import ImageListDataset
 from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
@@ -82,12 +95,15 @@ CSV_COLUMNS: tuple[str, ...] = ("subDirectory_filePath", "face_x", "face_y", "fa
 PATH_COL = "subDirectory_filePath"
 BOX_COLS: tuple[str, ...] = ("face_x", "face_y", "face_width", "face_height")
 NEEDED: tuple[str, ...] = (PATH_COL, *BOX_COLS, "expression")
+LANDMARK_COL = "facial_landmarks"
+LANDMARKS_EXPECTED = "facial_landmarks: 68 points 'x1;y1;x2;y2;...' (136 finite numbers, distinct eye centres)"
 LISTS_DIR = "Manually_Annotated_file_lists"
 TRAIN_CSV, TEST_CSV = "training.csv", "validation.csv"
 IMAGE_DIRS: tuple[str, ...] = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images")
 NPY_SETS: dict[str, str] = {"train": "train_set", "test": "val_set"}
 LAYOUTS = ("auto", "csv", "npy")
 SAMPLERS = ("uniform", "balanced")
+CROPS = ("box", "landmarks")
 CHUNK_ROWS = 100_000
 
 
@@ -151,12 +167,24 @@ def _numeric(col: pd.Series) -> np.ndarray:
     return pd.to_numeric(col, errors="coerce").to_numpy(np.float64)
 
 
-def read_csv_index(path: str | os.PathLike, n_classes: int = 7
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def five_landmarks(values: np.ndarray, lines: np.ndarray, path: Path) -> np.ndarray:
+    """The 5 points ``float32 [n, 5, 2]`` of ``facial_landmarks`` strings (68 points each); ``lines``
+    are their line numbers, for the error."""
+    pts = parse_point_strings(values, 68, ";")
+    five = five_from_68(pts)
+    bad = ~np.isfinite(pts).all(axis=(1, 2)) | (np.abs(five[:, 1] - five[:, 0]).max(axis=1) == 0)
+    if bad.any():
+        i = _bad_row(bad)
+        raise DataFormatError(path, LANDMARKS_EXPECTED, line=int(lines[i]), found=repr(str(values[i])[:80]))
+    return five.astype(np.float32)
+
+
+def read_csv_index(path: str | os.PathLike, n_classes: int = 7, *, landmarks: bool = False) -> tuple[np.ndarray, ...]:
     """Index an AffectNet file list without touching an image.
 
     Returns ``(rel_paths bytes [N], boxes int32 [N, 4] as x, y, w, h, labels int64 [N],
-    dropped int64 [11])``: the kept rows, and how many rows of each code were dropped.
+    dropped int64 [11])``: the kept rows, and how many rows of each code were dropped; with
+    ``landmarks=True`` also the kept rows' 5 points ``float32 [N, 5, 2]`` (:func:`five_landmarks`).
     """
     path = Path(path)
     expected_header = "a header line " + ",".join(CSV_COLUMNS)
@@ -165,18 +193,19 @@ def read_csv_index(path: str | os.PathLike, n_classes: int = 7
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         first = f.readline()
     header = [h.strip() for h in next(csv.reader([first]), [])] if first.strip() else []
-    if any(c not in header for c in NEEDED):
+    needed = NEEDED + ((LANDMARK_COL,) if landmarks else ())
+    if any(c not in header for c in needed):
         raise DataFormatError(path, expected_header, line=1, found=repr(first.strip()[:200]) if first.strip()
                               else "an empty file")
     table = code_table(n_classes)
-    rels, boxes, labels = [], [], []
+    rels, boxes, labels, points = [], [], [], []
     dropped = np.zeros(N_CODES, np.int64)
     line0 = 2
     try:
         # numbers parsed by the C parser (fast); a column with a bad value comes back as text
         # and goes through pd.to_numeric, which finds the line
-        reader = pd.read_csv(path, usecols=list(NEEDED), dtype={PATH_COL: str}, keep_default_na=False,
-                             chunksize=CHUNK_ROWS, encoding="utf-8", encoding_errors="replace")
+        reader = pd.read_csv(path, usecols=list(needed), dtype={PATH_COL: str, LANDMARK_COL: str}, keep_default_na=False,
+                             chunksize=CHUNK_ROWS // 4 if landmarks else CHUNK_ROWS, encoding="utf-8", encoding_errors="replace")
         for chunk in reader:
             n = len(chunk)
             raw = chunk["expression"]
@@ -206,15 +235,18 @@ def read_csv_index(path: str | os.PathLike, n_classes: int = 7
             rels.append(np.array([s.encode("utf-8") for s in rel], dtype=np.bytes_))
             boxes.append(np.round(box[keep]).astype(np.int32))
             labels.append(lab[keep])
+            if landmarks:
+                points.append(five_landmarks(chunk[LANDMARK_COL].to_numpy()[keep], line0 + np.flatnonzero(keep), path))
             line0 += n
     except pd.errors.ParserError as e:
         m = re.search(r"line (\d+)", str(e))
         raise DataFormatError(path, "comma-separated rows of " + ",".join(CSV_COLUMNS),
                               line=int(m.group(1)) if m else None,
                               found=str(e).split("C error: ")[-1].strip()) from None
+    extra = (np.concatenate(points) if points else np.zeros((0, 5, 2), np.float32),) if landmarks else ()
     if not rels:
-        return np.array([], np.bytes_), np.zeros((0, 4), np.int32), np.zeros(0, np.int64), dropped
-    return np.concatenate(rels), np.concatenate(boxes), np.concatenate(labels), dropped
+        return np.array([], np.bytes_), np.zeros((0, 4), np.int32), np.zeros(0, np.int64), dropped, *extra
+    return np.concatenate(rels), np.concatenate(boxes), np.concatenate(labels), dropped, *extra
 
 
 def read_exp_npy(path: str | os.PathLike) -> int:
@@ -274,16 +306,16 @@ class AffectNet(FERDataModule):
     classes: ClassVar[tuple[str, ...]] = CANONICAL_CLASSES  # the default protocol; instances set their own
     info = DatasetInfo(
         "static",
-        "manually annotated images; classes=7 (codes 0-6) or 8 (0-7), codes 8-10 dropped; face box crop; "
-        "test = the official validation set (500 per class); validation carved from training; "
-        "sampler=balanced|uniform (recorded)",
+        "manually annotated images; classes=7 (codes 0-6) or 8 (0-7), codes 8-10 dropped; face box crop "
+        "(crop=landmarks: aligned by the 68 landmarks); test = the official validation set (500 per class); "
+        "validation carved from training; sampler=balanced|uniform (recorded)",
         citation="A. Mollahosseini, B. Hasani, M. H. Mahoor, \"AffectNet\", IEEE Trans. Affective Computing 2019",
     )
     default_input_size = 224
     default_in_chans = 3
 
     def __init__(self, root: str | None = None, *, classes: int = 7, sampler: str = "uniform", layout: str = "auto",
-                 **kwargs: Any) -> None:
+                 crop: str = "box", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if isinstance(classes, bool):
             raise UserError(f"affectnet: classes must be one of 7, 8, got {classes!r}")
@@ -291,6 +323,7 @@ class AffectNet(FERDataModule):
         sampler = "uniform" if sampler == "none" else sampler  # the former name of shuffled batches
         verify_choice(sampler, "sampler", SAMPLERS, where="affectnet")
         verify_choice(layout, "layout", LAYOUTS, where="affectnet")
+        self.crop = verify_choice(crop, "crop", CROPS, where="affectnet")
         self.classes = CANONICAL_CLASSES if int(classes) == 7 else CANONICAL_CLASSES_8
         self.sampler = sampler
         self.layout = layout
@@ -316,6 +349,9 @@ class AffectNet(FERDataModule):
         root = Path(self.root)
         layout = self._resolve_layout(root)
         self.layout_used = layout
+        if self.crop == "landmarks" and layout == "npy":
+            raise UserError("affectnet: crop=landmarks aligns by the facial_landmarks of the original release's csv "
+                            "files (layout=csv); the repackage's images (layout=npy) are face crops already")
         n = len(self.classes)
         out: dict[str, Dataset] = {}
         if layout == "csv":
@@ -324,8 +360,11 @@ class AffectNet(FERDataModule):
                 raise DataFormatError(root / IMAGE_DIRS[0], "the image folder of the release "
                                       "(Manually_Annotated_Images/<subDirectory_filePath>)", found="no such folder")
             for split, name in (("train", TRAIN_CSV), ("test", TEST_CSV)):
-                rel, boxes, labels, dropped = read_csv_index(root / LISTS_DIR / name, n)
-                out[split] = AffectNetImages(PathTable(str(img_dir), rel), labels, boxes)
+                rel, boxes, labels, dropped, *pts = read_csv_index(root / LISTS_DIR / name, n,
+                                                                   landmarks=self.crop == "landmarks")
+                paths = PathTable(str(img_dir), rel)
+                out[split] = AlignedFaces(paths, labels, pts[0], self.resize or self.input_size) if pts \
+                    else AffectNetImages(paths, labels, boxes)
                 self.dropped[split] = {c: int(k) for c, k in enumerate(dropped) if k}
         else:
             for split, folder in NPY_SETS.items():
@@ -337,7 +376,9 @@ class AffectNet(FERDataModule):
     def protocol_args(self) -> dict[str, Any]:
         args = super().protocol_args()
         args.update(sampler=self.sampler, layout=self.layout_used or self.layout,
-                    test_split="official validation set")
+                    crop="none" if self.layout_used == "npy" else self.crop, test_split="official validation set")
+        if self.crop == "landmarks":
+            args["align"] = crop_rule(ALIGN_TEMPLATE)
         return args
 
     def balanced_sampler(self) -> WeightedRandomSampler:

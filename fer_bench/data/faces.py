@@ -1,8 +1,11 @@
-"""Face boxes for face crops: OpenCV's Haar frontal-face detector, landmark boxes, square crops.
+"""Face boxes for face crops: OpenCV's Haar frontal-face detector, landmark boxes, square crops,
+and faces aligned by the landmarks a dataset ships.
 
-Shared by the readers that crop faces (CK+); no dataset layout here.  Landmarks are read from
-text files of 68 ``x y`` lines (:func:`parse_landmarks`).  Detections are cached per process
-by (path, size, mtime, cascade).
+Shared by the readers that crop faces (CK+: boxes; RAF-DB and AffectNet: ``crop=landmarks``, the
+5-point alignment of :class:`AlignedFaces`); no dataset layout here.  Landmarks are read from
+text files of 68 ``x y`` lines (:func:`parse_landmarks`); 68 iBUG points reduce to the 5 of
+:mod:`fer_bench.data.align` by :func:`five_from_68`.  Detections are cached per process by
+(path, size, mtime, cascade).
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_bench.data.align import align_face, template_points
 from fer_bench.data.io import ImageListDataset, decode_image, to_chw
 from fer_bench.errors import DataFormatError, UnreadableSample, UserError
 
@@ -20,6 +24,10 @@ LANDMARK_MARGIN = 0.10
 HAAR_MAX_SIDE = 320
 #: the box meaning "the centred square" (see :func:`crop_face`)
 CENTER_BOX = (-1, -1, -1, -1)
+#: the template of the readers' landmark alignment (``crop=landmarks``): ``arcface-loose``, because FER
+#: crops (RAF-DB's aligned 100x100, AffectNet's) show the whole face, forehead and chin included, which
+#: ArcFace's tight crop cuts (see :data:`fer_bench.data.align.LOOSE_FACTOR`)
+ALIGN_TEMPLATE = "arcface-loose"
 
 
 def landmark_box(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[int, int, int, int]:
@@ -167,3 +175,62 @@ class CroppedFrames(ImageListDataset):
             if img.size == 0:
                 raise UnreadableSample(self.paths[i], "empty face crop")
         return to_chw(img), int(self.labels[i])
+
+
+def five_from_68(points: np.ndarray) -> np.ndarray:
+    """The 5 points of :mod:`fer_bench.data.align` (subject's right eye, left eye, nose tip, right and
+    left mouth corners) of 68 points ``(..., 68, 2)`` in the iBUG 300-W mark-up: the eye centres are the
+    means of points 37-42 and 43-48 (1-based), the nose tip point 31, the mouth corners points 49 and 55.
+
+    C. Sagonas, G. Tzimiropoulos, S. Zafeiriou, M. Pantic, "300 Faces in-the-Wild Challenge: The first
+    facial landmark localization Challenge", ICCV Workshops 2013 (the 68-point scheme, its Fig. 1).
+    """
+    p = np.asarray(points, np.float64)
+    return np.stack([p[..., 36:42, :].mean(-2), p[..., 42:48, :].mean(-2), p[..., 30, :], p[..., 48, :],
+                     p[..., 54, :]], axis=-2)
+
+
+def parse_point_strings(values, n_points: int, sep: str, batch: int = 2048) -> np.ndarray:
+    """``float64 [n, n_points, 2]`` of strings of ``2 * n_points`` numbers ``x1<sep>y1<sep>x2...``; a
+    string that is not exactly that is a row of NaN (the caller names its line)."""
+    text = [str(v) for v in values]
+    pts = np.full((len(text), n_points, 2), np.nan)
+    ok = np.array([t.count(sep) == 2 * n_points - 1 for t in text], dtype=bool)
+    for a in range(0, len(text), batch):  # one split of a batch of well-shaped strings, then row by row
+        rows = a + np.flatnonzero(ok[a:a + batch])
+        try:
+            pts[rows] = np.array(sep.join(text[k] for k in rows).split(sep) if len(rows) else [],
+                                 dtype=np.float64).reshape(-1, n_points, 2)
+            continue
+        except ValueError:
+            pass
+        for k in rows:  # a field that is not a number: find its row
+            try:
+                pts[k] = np.array(text[k].split(sep), dtype=np.float64).reshape(n_points, 2)
+            except ValueError:
+                pass
+    return pts
+
+
+class AlignedFaces(ImageListDataset):
+    """RGB images, each warped by its 5 ``landmarks`` (``[N, 5, 2]``, image pixels, in the order of
+    :mod:`fer_bench.data.align`) onto ``template`` at ``size x size``
+    (:func:`~fer_bench.data.align.align_face`).  ``paths`` is any sequence of paths (a list,
+    AffectNet's ``PathTable``) and is not copied."""
+
+    def __init__(self, paths, labels, landmarks: np.ndarray, size: int, *, template: str = ALIGN_TEMPLATE,
+                 margin: float = 0.0) -> None:
+        template_points(template, margin)  # checked here, not at the first sample
+        if len(paths) != len(labels) or len(landmarks) != len(labels):
+            raise ValueError("paths, labels and landmarks differ in length")
+        self.paths = paths
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.landmarks = np.asarray(landmarks, dtype=np.float32).reshape(len(self.labels), 5, 2)
+        self.size, self.template, self.margin = int(size), template, float(margin)
+        self.grey, self.boxes, self.targets = False, None, None
+
+    def __getitem__(self, i: int):
+        img = decode_image(self.paths[i])
+        face = align_face(img, self.landmarks[i].astype(np.float64), self.size, template=self.template,
+                          margin=self.margin)
+        return to_chw(face), int(self.labels[i])

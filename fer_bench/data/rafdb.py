@@ -9,6 +9,7 @@ itself)::
     basic/EmoLabel/list_patition_label.txt     (sic) lines ``train_00001.jpg 5``, no header
     basic/Image/aligned/train_00001_aligned.jpg  100x100 RGB, aligned    (``images=aligned``)
     basic/Image/original/train_00001.jpg         the uncropped photo      (``images=original``)
+    basic/Annotation/manual/train_00001_manu_attri.txt   5 manual landmarks of the photo (``crop=landmarks``)
 
 12,271 ``train_*`` and 3,068 ``test_*`` images; the split is the name prefix.  Labels:
 1 Surprise, 2 Fear, 3 Disgust, 4 Happiness, 5 Sadness, 6 Anger, 7 Neutral, mapped here onto
@@ -24,6 +25,22 @@ Kaggle repackage (``layout=kaggle``; ``--root`` holds ``DATASET/`` and the two c
 
 A csv label that disagrees with the numbered folder holding the file is a DataFormatError.
 
+Landmark alignment (``images=original crop=landmarks``; official layout only): each photo is warped
+by its 5 manually annotated landmarks onto the ``arcface-loose`` template
+(:data:`fer_bench.data.faces.ALIGN_TEMPLATE`: the whole face, as in the release's aligned images) at
+the side the transforms resize to (``resize``, else the input size), instead of reading the
+release's aligned image.  The release README (v1.1, ``Annotation/manual.zip``) says the first five
+lines of ``<name>_manu_attri.txt`` hold the ``x y`` positions of "the central of two eyes, the tips
+of the nose and two corners of the mouth", then gender, race and age, but not which side comes
+first.  The reader assumes eyes, nose, mouth in that order and, for the sides, does not rely on a
+convention (reconstructed): a similarity transform cannot mirror, so each file's eyes are put in
+the face's own handedness (the subject's right eye first: the one on the image's left for an
+upright face; the eye-to-eye vector turned clockwise points to the mouth, image y down) and its
+mouth corners in the eyes' direction, whatever order the file lists them in.  Every landmark file
+is read before training: a missing file, a line that is not two numbers or two coinciding eye
+centres is a DataFormatError naming the file and line.  ``protocol_args`` records ``crop`` and the
+alignment rule (``align``, e.g. ``arcface-loose+0``).
+
 Protocol: RAF-DB has no validation split; the DataModule carves a stratified, seeded 10 %
 of training (``val_fraction``).  Testing is on the 3,068 test images.  ``default_input_size``
 is 100, the native size of the aligned images (papers with ImageNet backbones resize to 224:
@@ -38,7 +55,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fer_bench.classes import CANONICAL_CLASSES
+from fer_bench.data.align import crop_rule
 from fer_bench.data.base import DatasetInfo, FERDataModule
+from fer_bench.data.faces import ALIGN_TEMPLATE, AlignedFaces
 from fer_bench.data.io import ImageListDataset, list_dirs, list_images, read_table
 from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
@@ -50,6 +69,10 @@ CANONICAL_TO_RAF: dict[int, int] = {c: r for r, c in RAF_TO_CANONICAL.items()}
 RAF_NAMES = "1 Surprise, 2 Fear, 3 Disgust, 4 Happiness, 5 Sadness, 6 Anger, 7 Neutral"
 LAYOUTS = ("auto", "basic", "kaggle")
 IMAGE_KINDS = ("aligned", "original")
+CROPS = ("none", "landmarks")
+MANUAL_DIR = Path("Annotation") / "manual"
+MANUAL_EXPECTED = ("5 landmark lines 'x<TAB>y' (eye centres, nose tip, mouth corners), then gender, race and "
+                   "age lines")
 
 
 def _parse_labels(values: np.ndarray, path: Path, first_line: int) -> np.ndarray:
@@ -83,6 +106,44 @@ def read_partition_file(path: Path) -> tuple[list[str], np.ndarray]:
     return list(names), labels
 
 
+def handed(points: np.ndarray) -> np.ndarray:
+    """The 5 points (eyes, nose tip, mouth corners, each pair in either order) in the order of
+    :mod:`fer_bench.data.align`: the eye pair so that the eye-to-eye vector turned clockwise (image y
+    down) points to the mouth, the mouth corners in the direction of the eyes."""
+    p = np.array(points, np.float64)
+    eyes, down = p[1] - p[0], (p[3] + p[4] - p[0] - p[1]) / 2
+    if eyes[0] * down[1] - eyes[1] * down[0] < 0:
+        p[[0, 1]] = p[[1, 0]]
+    if np.dot(p[4] - p[3], p[1] - p[0]) < 0:
+        p[[3, 4]] = p[[4, 3]]
+    return p
+
+
+def read_manual_landmarks(path: Path) -> np.ndarray:
+    """The 5 landmarks ``(5, 2)`` of a ``<name>_manu_attri.txt``, ordered by :func:`handed`."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        raise DataFormatError(path, f"the landmark file of the image ({MANUAL_EXPECTED})", found="no such file") from None
+    except OSError as e:
+        raise DataFormatError(path, MANUAL_EXPECTED, found=f"an unreadable file ({e.strerror})") from None
+    pts = np.empty((5, 2), np.float64)
+    for k in range(5):
+        if k >= len(lines):
+            raise DataFormatError(path, MANUAL_EXPECTED, line=k + 1, found="the end of the file")
+        try:
+            xy = [float(v) for v in lines[k].split()]
+        except ValueError:
+            xy = []
+        if len(xy) != 2 or not np.isfinite(xy).all():
+            raise DataFormatError(path, f"landmark {k + 1} of 5 as two numbers 'x<TAB>y'", line=k + 1,
+                                  found=repr(lines[k][:80]))
+        pts[k] = xy
+    if np.allclose(pts[0], pts[1]):
+        raise DataFormatError(path, "two distinct eye centres (lines 1 and 2)", line=2, found=repr(lines[1][:80]))
+    return handed(pts)
+
+
 def _find(candidates: list[Path]) -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
@@ -92,7 +153,8 @@ class RAFDB(FERDataModule):
     """RAF-DB basic, 7 classes (see the module docstring for layouts and protocol).
 
     Options (``-d key=value``): ``layout`` (``auto``/``basic``/``kaggle``), ``images``
-    (``aligned``/``original``, official layout only).
+    (``aligned``/``original``, official layout only), ``crop`` (``none``, or ``landmarks`` with
+    ``images=original``: aligned by the manual landmarks).
     """
 
     info = DatasetInfo("static", "RAF-DB basic: official train (12,271) / test (3,068); val carved from train "
@@ -103,17 +165,25 @@ class RAFDB(FERDataModule):
     default_in_chans: ClassVar[int] = 3
 
     def __init__(self, root: str | None = None, *, layout: str = "auto", images: str = "aligned",
-                 **kwargs: Any) -> None:
+                 crop: str = "none", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         verify_choice(layout, "layout", LAYOUTS, where="rafdb")
         verify_choice(images, "images", IMAGE_KINDS, where="rafdb")
+        verify_choice(crop, "crop", CROPS, where="rafdb")
+        if crop == "landmarks" and images != "original":
+            raise UserError("rafdb: crop=landmarks aligns the original photos by their manual landmarks "
+                            "(Annotation/manual/): pass images=original (the aligned images are aligned already)")
         self.layout = layout
         self.images = images
+        self.crop = crop
         self.resolved_layout: str | None = None
 
     def protocol_args(self) -> dict[str, Any]:
         args = super().protocol_args()
-        args.update(layout=self.resolved_layout or self.layout, images=self.images, val="carved from train")
+        args.update(layout=self.resolved_layout or self.layout, images=self.images, crop=self.crop,
+                    val="carved from train")
+        if self.crop == "landmarks":
+            args["align"] = crop_rule(ALIGN_TEMPLATE)
         return args
 
     # -- layout detection -----------------------------------------------------------------
@@ -157,6 +227,10 @@ class RAFDB(FERDataModule):
         img_dir = basic / "Image" / self.images
         if not img_dir.is_dir():
             raise DataFormatError(img_dir, f"the folder of the {self.images} images", found="no such folder")
+        manual = basic / MANUAL_DIR
+        if self.crop == "landmarks" and not manual.is_dir():
+            raise DataFormatError(manual, "the folder of the manual annotations (<name>_manu_attri.txt, from "
+                                  "Annotation/manual.zip) for crop=landmarks", found="no such folder")
         out: dict[str, Dataset | None] = {"val": None}
         for split in ("train", "test"):
             pos = [i for i, n in enumerate(names) if n.startswith(split + "_")]
@@ -166,7 +240,12 @@ class RAFDB(FERDataModule):
                 paths = [str(img_dir / (Path(names[i]).stem + "_aligned.jpg")) for i in pos]
             else:
                 paths = [str(img_dir / names[i]) for i in pos]
-            out[split] = ImageListDataset(paths, labels[pos])
+            if self.crop == "landmarks":
+                points = np.stack([read_manual_landmarks(manual / f"{Path(names[i]).stem}_manu_attri.txt")
+                                   for i in pos])
+                out[split] = AlignedFaces(paths, labels[pos], points, self.resize or self.input_size)
+            else:
+                out[split] = ImageListDataset(paths, labels[pos])
         return out
 
     # -- Kaggle repackage -----------------------------------------------------------------

@@ -3,7 +3,9 @@
 Contempt is drawn as a one-sided lip-corner raise
 (:func:`~fer_bench.synth.samples.contempt_style`).  In the CSV layout each face is pasted into a
 larger image at a box on a 16-pixel grid and rows with codes 8, 9 and 10 (faces, faces, noise)
-are included, to be dropped.  ``mark=True`` stamps a 16x16 block of grey level
+are included, to be dropped; ``facial_landmarks`` holds the 68 iBUG 300-W points of the drawn
+face (:func:`ibug68`: the identity's eyes, brows, nose, mouth and an elliptic jaw, under the drawn
+pose; the mouth at rest, whatever the expression), within half a pixel.  ``mark=True`` stamps a 16x16 block of grey level
 :func:`~fer_bench.synth.samples.mark_level` of the class at the top-left of the face (off by
 default: it would leak the label).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -26,6 +29,39 @@ from fer_bench.synth.geometry import Identity, Pose
 from fer_bench.synth.samples import mark_level, render_expression
 
 FACE = 64
+#: a face of the middle of ``Identity.sample``'s ranges, drawn frontal: the landmarks of a Non-Face row
+MEAN_FACE = SimpleNamespace(face_w=0.57, face_h=0.73, eye_y=-0.11, eye_sep=0.235, eye_w=0.105, eye_h=0.0525,
+                            brow_gap=0.125, brow_len=0.205, nose_y=0.135, nose_w=0.075, mouth_y=0.36, mouth_w=0.19)
+FRONTAL = SimpleNamespace(angle=0.0, scale=1.0, dx=0.0, dy=0.0)
+
+
+def ibug68(idt) -> np.ndarray:
+    """68 points ``(68, 2)`` of an :class:`~fer_bench.synth.geometry.Identity` in face units, in the iBUG
+    300-W order (1-17 jaw, 18-27 brows, 28-36 nose with 31 its tip, 37-42 and 43-48 the eyes, 49-68 the
+    mouth with its corners 49 and 55; the subject's right, the image's left, first)."""
+    t = np.linspace(np.pi, 0, 17)
+    jaw = np.stack([idt.face_w * np.cos(t), 0.02 + idt.face_h * np.sin(t)], 1)
+    bx = np.linspace(idt.eye_sep + 0.55 * idt.brow_len, idt.eye_sep - 0.45 * idt.brow_len, 5)  # outer -> inner
+    by = np.full(5, idt.eye_y - idt.brow_gap)
+    brows = np.concatenate([np.stack([-bx, by], 1), np.stack([bx[::-1], by], 1)])
+    bridge = np.stack([np.zeros(4), np.linspace(idt.eye_y, idt.nose_y, 4)], 1)
+    nostrils = np.stack([np.linspace(-idt.nose_w, idt.nose_w, 5), np.full(5, idt.nose_y + 0.02)], 1)
+    ring = np.array([[-1, 0], [-1 / 3, -1], [1 / 3, -1], [1, 0], [1 / 3, 1], [-1 / 3, 1]]) * (idt.eye_w, idt.eye_h)
+    eyes = np.concatenate([ring + (-idt.eye_sep, idt.eye_y), ring + (idt.eye_sep, idt.eye_y)])
+    a12, a8 = np.arange(12) * np.pi / 6, np.arange(8) * np.pi / 4  # from the image-left corner, over the top
+    outer = np.stack([-idt.mouth_w * np.cos(a12), idt.mouth_y - 0.04 * np.sin(a12)], 1)
+    inner = np.stack([-0.8 * idt.mouth_w * np.cos(a8), idt.mouth_y - 0.01 * np.sin(a8)], 1)
+    return np.concatenate([jaw, brows, bridge, nostrils, eyes, outer, inner])
+
+
+def to_pixels(points: np.ndarray, pose, size: int) -> np.ndarray:
+    """Face-unit points in the pixels of a ``size x size`` face drawn with ``pose``
+    (:mod:`fer_bench.synth.render`: drawn at ``max(size, 96)`` pixels, then resized)."""
+    r = max(int(size), 96)
+    a = np.deg2rad(pose.angle)
+    m = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) * (pose.scale * r / 2)
+    t = np.array([r / 2 + pose.dx * r, r / 2 + pose.dy * r])
+    return (points @ m + t + 0.5) * size / r - 0.5
 
 
 def write(root: str | Path, *, per_class: int = 10, seed: int = 0, layout: str = "csv",
@@ -53,15 +89,18 @@ def write(root: str | Path, *, per_class: int = 10, seed: int = 0, layout: str =
     return out
 
 
-def _face(code: int, rng: np.random.Generator, seed: int) -> np.ndarray:
-    """RGB ``FACE x FACE`` image of an expression code (10 = Non-Face: a noise texture)."""
+def _face(code: int, rng: np.random.Generator, seed: int):
+    """(RGB ``FACE x FACE`` image of an expression code, its 68 landmarks in its pixels); 10 = Non-Face: a
+    noise texture, with the landmarks of the mean face."""
     if code == 10:
         img = rng.normal(128, 50, (FACE // 8, FACE // 8, 3))
-        return np.clip(cv2.resize(img, (FACE, FACE), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+        img = np.clip(cv2.resize(img, (FACE, FACE), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+        return img, to_pixels(ibug68(MEAN_FACE), FRONTAL, FACE)
     name = AFFECTNET_NAMES[code] if code < 8 else str(rng.choice(AFFECTNET_NAMES[:7]))
     ident = Identity.sample(np.random.default_rng([seed, 0xAF1D, int(rng.integers(0, 40))]))
     pose = Pose.sample(rng)
-    return render_expression(name, float(rng.uniform(0.5, 1.0)), ident, pose, FACE, True, rng)
+    img = render_expression(name, float(rng.uniform(0.5, 1.0)), ident, pose, FACE, True, rng)
+    return img, to_pixels(ibug68(ident), pose, FACE)
 
 
 def _stamp(img: np.ndarray, x: int, y: int, code: int) -> None:
@@ -79,7 +118,7 @@ def _write_csv(root: Path, split: str, codes: list[int], rng: np.random.Generato
                out: SynthLayout) -> None:
     rows = []
     for k, code in enumerate(codes):
-        face = _face(code, rng, seed)
+        face, marks = _face(code, rng, seed)
         a, b = int(rng.integers(1, 4)), int(rng.integers(1, 4))
         W, H = FACE + 16 * a, FACE + 16 * b
         x, y = 16 * int(rng.integers(0, a + 1)), 16 * int(rng.integers(0, b + 1))
@@ -92,7 +131,8 @@ def _write_csv(root: Path, split: str, codes: list[int], rng: np.random.Generato
         write_image(root / IMAGE_DIRS[0] / rel, img)
         if code < 7:  # codes 8-10 are dropped by the reader, 7 (contempt) by the default 7-class protocol
             out.sample_files.append(root / IMAGE_DIRS[0] / rel)
-        pts = np.stack([x + FACE * (0.2 + 0.6 * rng.random(68)), y + FACE * (0.2 + 0.6 * rng.random(68))], axis=1)
+        # +-0.5 px of annotation noise (two draws, as many as every earlier version made, so later draws are unchanged)
+        pts = marks + (x, y) + np.stack([rng.random(68) - 0.5, rng.random(68) - 0.5], axis=1)
         lnd = ";".join(f"{v:.2f}" for v in pts.reshape(-1))
         val, aro = _valence_arousal(code, rng)
         rows.append((rel, x, y, FACE, FACE, lnd, code, f"{val:.6f}", f"{aro:.6f}"))
@@ -110,7 +150,7 @@ def _write_npy(root: Path, split: str, codes: list[int], rng: np.random.Generato
     base = root / NPY_SETS[split]
     (base / "annotations").mkdir(parents=True, exist_ok=True)
     for k, code in enumerate(codes):
-        face = _face(code, rng, seed)
+        face, _ = _face(code, rng, seed)
         if mark:
             _stamp(face, 0, 0, code)
         write_image(base / "images" / f"{k}.jpg", face)
