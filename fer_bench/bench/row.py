@@ -52,6 +52,7 @@ class Row:
     augmentation: str | None = None
     frames: int | None = None
     short_clips: str | None = None
+    face_crop: str | None = None  # how the dataset's faces were cropped, when it offers a choice (crop / align)
     pretrained: str | None = None
     tta: str | None = None
     seed: int | None = None
@@ -148,6 +149,7 @@ class Row:
         return replace(
             self, status="ok", error="", classes=len(res["classes"]), war=res["war"], uar=res["uar"],
             label_mode=proto.get("label_mode", self.label_mode), sampler=proto.get("sampler", self.sampler),
+            face_crop=" ".join(str(proto[k]) for k in ("crop", "align") if proto.get(k)) or None,
             dropped_short_clips=sum((proto.get("dropped_short_clips") or {}).values()) or None,
             paper_protocol=paper_protocol, skipped_files=len(res["skipped_files"]),
             train_seconds=round(res["train_seconds"], 2), recall=dict(res["per_class_recall"]),
