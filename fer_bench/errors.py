@@ -50,6 +50,17 @@ def load_yaml(path):
                               f"{e.start}, not UTF-8") from None
 
 
+def check_out_folder(path, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder ``path`` that is a file or lies under one: one line
+    naming the flag, the folder and the file in the way."""
+    from pathlib import Path
+
+    for p in (Path(path), *Path(path).parents):
+        if p.exists() and not p.is_dir():
+            raise UserError(f"{flag} {path}: expected a folder to write into, found a file"
+                            + ("" if p == Path(path) else f" ({p})"))
+
+
 class UnreadableSample(Exception):
     """A sample whose file is missing, empty or cannot be decoded; the run skips and counts it."""
 

@@ -194,12 +194,18 @@ def _read_npz(path: Path, classes: list[str]) -> dict[str, Any]:
     return out
 
 
+def check_predictions_file(path: str | os.PathLike) -> None:
+    """Refuse a ``path`` that is no file (missing, or a folder) in one line."""
+    if not Path(path).is_file():
+        found = "a folder" if Path(path).is_dir() else "no such file"
+        raise UserError(f"{path}: {found} (expected a csv or npz file of predictions)")
+
+
 def read_predictions(path: str | os.PathLike, classes: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``{"ids": [str], "pred": int array in the dataset's class order or None, "probs": [N, C]
     rows summing to 1 or None}`` from a csv or npz file; refuses a malformed file."""
     path, classes = Path(path), list(classes)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file (expected a csv or npz file of predictions)")
+    check_predictions_file(path)
     with open(path, "rb") as f:
         magic = f.read(4)
     is_npz = path.suffix.lower() == ".npz" or (path.suffix.lower() != ".csv" and magic.startswith(b"PK"))
@@ -277,8 +283,7 @@ def score_predictions(dataset: str, root: str | None, path: str | os.PathLike, f
 
     from fer_bench.metrics import FERMetrics
 
-    if not Path(path).is_file():  # before the dataset is read
-        raise UserError(f"{path}: no such file (expected a csv or npz file of predictions)")
+    check_predictions_file(path)  # before the dataset is read
     dm = load_test_split(dataset, root, fold, data_args)
     classes = list(dm.classes)
     got = read_predictions(path, classes)

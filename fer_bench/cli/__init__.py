@@ -13,14 +13,38 @@ is read (an unknown name, a mistyped suite key, a method hyper-parameter of the 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
+#: argparse's own messages, reworded to say what was expected (:meth:`Parser.error`)
+_ARGPARSE_MESSAGES = (
+    (re.compile(r"invalid choice: (?P<got>.+) \(choose from (?P<choices>.+)\)$"),
+     "expected one of {choices}, got {got}"),
+    (re.compile(r"invalid (?P<type>\w+) value: (?P<got>.+)$"), "expected {type}, got {got}"),
+    (re.compile(r"^the following arguments are required: (?P<names>.+)$"), "expected {names} (required)"),
+    (re.compile(r"^one of the arguments (?P<names>.+) is required$"), "expected one of {names} (required)"),
+    (re.compile(r"^unrecognized arguments: (?P<got>.+)$"), "unrecognized arguments {got}: expected only the "
+                                                           "arguments of the command"),
+    (re.compile(r"^ambiguous option: (?P<got>\S+) could match (?P<names>.+)$"), "ambiguous option {got}: expected "
+                                                                                "one of {names} in full"),
+)
+_TYPE_NAMES = {"int": "an integer", "float": "a number"}
+
 
 class Parser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line (``prog: error: message``), exit 2."""
+    """An argparse parser whose errors are one line (``prog: error: message``), exit 2; argparse's
+    own messages (an invalid choice or number, a missing or unknown argument) say what was expected."""
 
     def error(self, message: str):  # type: ignore[override]
+        for pattern, template in _ARGPARSE_MESSAGES:
+            m = pattern.search(message)
+            if m:
+                parts = m.groupdict()
+                if "type" in parts:
+                    parts["type"] = _TYPE_NAMES.get(parts["type"], f"a {parts['type']}")
+                message = message[:m.start()] + template.format(**parts)
+                break
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from fer_bench.errors import DataFormatError
+from fer_bench.cli.run import at_least, check_data_args
+from fer_bench.errors import DataFormatError, UserError, check_out_folder
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0: the folder is as distributed; 1: the check found problem files or a broken layout (a
+    malformed label file); 2: it could not check (no such folder, an unknown name, a bad argument)."""
     from fer_bench.data.check import check_dataset
 
+    check_data_args(args.name, dict(args.data_arg))  # the name and -d first
+    if not Path(args.root).exists():
+        raise UserError(f"--root {args.root}: expected the folder of {args.name} as distributed, found no such "
+                        "file or folder")
     try:
         report = check_dataset(args.name, args.root, args.fold, decode=not args.no_decode, **dict(args.data_arg))
     except DataFormatError as e:
@@ -43,6 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from fer_bench.synth import write_layout
 
+    check_out_folder(args.root, "--root")
     write_layout(args.name, args.root, per_class=args.per_class, seed=args.seed, **dict(args.data_arg))
     print(f"wrote synthetic {args.name} layout under {args.root}")
     return 0
@@ -64,7 +73,7 @@ def add_data_commands(sub) -> None:
     s = dsub.add_parser("synth", help="write synthetic faces in a dataset's on-disk layout")
     s.add_argument("name")
     s.add_argument("--root", required=True)
-    s.add_argument("--per-class", type=int, default=10)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--per-class", type=at_least(1), default=10)
+    s.add_argument("--seed", type=at_least(0), default=0)
     s.add_argument("-d", "--data-arg", type=_kv, action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=cmd_synth)

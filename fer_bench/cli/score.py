@@ -34,8 +34,11 @@ def print_scores(result: dict[str, Any]) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from fer_bench.errors import check_out_folder
     from fer_bench.score import score_predictions
 
+    if args.out:
+        check_out_folder(args.out)
     res = score_predictions(args.dataset, args.root, args.predictions, fold=args.fold,
                             data_args=dict(args.data_arg or []), out=args.out)
     if args.json:

@@ -250,7 +250,7 @@ class FERDataModule(L.LightningDataModule):
         self.channels_last = bool(channels_last)
         self.caches: dict[int, DecodedImageCache] = {}
         self.seed = seed
-        self.fold = fold
+        self.fold = self.check_fold(fold)
         self.limit = limit_per_class
         self.input_size = input_size or self.default_input_size
         self.in_chans = in_chans or self.default_in_chans
@@ -266,6 +266,21 @@ class FERDataModule(L.LightningDataModule):
         self.resize = int(resize) if resize is not None else None
         self.tta = tta
         self.splits: dict[str, SplitDataset] = {}
+
+    @classmethod
+    def check_fold(cls, fold: Any) -> int | None:
+        """``fold`` as an int of the protocol's :attr:`folds` for a cross-validated dataset, ``None`` for a
+        dataset of a single split; anything else is a :class:`UserError` (before any data is read)."""
+        name = getattr(cls, "registry_name", cls.__name__)
+        given = "no --fold" if fold is None else f"--fold {fold!r}"
+        if not cls.folds:
+            if fold is None:
+                return None
+            raise UserError(f"{given}: expected no --fold, dataset {name!r} has a single official split")
+        if isinstance(fold, (int, np.integer)) and not isinstance(fold, bool) and int(fold) in cls.folds:
+            return int(fold)
+        raise UserError(f"{given}: expected --fold {cls.folds[0]}..{cls.folds[-1]}, dataset {name!r} is evaluated by "
+                        f"{len(cls.folds)}-fold cross-validation (report the mean over the folds)")
 
     # -- to implement -------------------------------------------------------------------
     def build_splits(self) -> dict[str, Dataset | None]:

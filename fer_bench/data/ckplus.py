@@ -278,11 +278,6 @@ class CKPlus(FERDataModule):
         super().__init__(root, **kwargs)
         verify_choice(layout, "layout", LAYOUTS, where="ckplus")
         verify_choice(crop, "crop", CROPS, where="ckplus")
-        f = self.fold
-        if f is None or isinstance(f, bool) or not isinstance(f, (int, np.integer)) or not 0 <= int(f) < N_FOLDS:
-            raise UserError(f"ckplus is evaluated by {N_FOLDS}-fold cross-validation with subject-disjoint folds: "
-                            f"pass --fold 0..{N_FOLDS - 1} (got {f!r}) and report the mean over the folds")
-        self.fold = int(f)
         self.with_neutral = bool(with_neutral)
         self.classes = CLASSES_8 if self.with_neutral else CLASSES_7
         self.layout = layout

@@ -150,11 +150,7 @@ class DFEW(ClipDataModule):
 
     def __init__(self, root: str | None = None, *, layout: str = "auto", source: str = "frames",
                  frames: int = 16, **kwargs: Any) -> None:
-        super().__init__(root, frames=frames, **kwargs)
-        if self.fold is None or isinstance(self.fold, bool) or str(self.fold) not in {str(k) for k in FOLDS}:
-            raise UserError(f"dataset 'dfew' is evaluated by 5-fold cross-validation: pass --fold 1..5 "
-                            f"(got {self.fold!r})")
-        self.fold = int(self.fold)
+        super().__init__(root, frames=frames, **kwargs)  # --fold 1..5 (FERDataModule.check_fold)
         verify_choice(layout, "layout", LAYOUTS, where="dfew")
         verify_choice(source, "source", SOURCES, where="dfew")
         if layout == "affine" and source == "mp4":

@@ -29,7 +29,7 @@ from fer_bench.classes import CANONICAL_CLASSES
 from fer_bench.data.base import DatasetInfo
 from fer_bench.data.io import check_unique
 from fer_bench.data.video import ClipDataModule
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.errors import DataFormatError
 from fer_bench.registry import DATASETS
 
 __all__ = ["FERV39K_CLASSES", "FERV39K_TO_CANONICAL", "FERV39K", "read_ferv39k_list"]
@@ -94,9 +94,7 @@ class FERV39K(ClipDataModule):
     folds: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, root: str | None = None, *, frames: int = 16, **kwargs: Any) -> None:
-        super().__init__(root, frames=frames, **kwargs)
-        if self.fold is not None:
-            raise UserError(f"dataset 'ferv39k' has a single official split; drop --fold (got {self.fold!r})")
+        super().__init__(root, frames=frames, **kwargs)  # one official split: no --fold (check_fold)
 
     def build_splits(self) -> dict[str, Dataset | None]:
         root = Path(self.root)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from string import Template
 
-from fer_bench.errors import UserError
+from fer_bench.errors import UserError, check_out_folder
 
 MARK = "FILL IN"
 #: kind -> the files written: (template, output name)
@@ -32,24 +32,25 @@ def write_skeleton(kind: str, name: str, out: str | Path, *, force: bool = False
     refuse a name that is not a lower-case identifier, one already registered, or files that
     exist (unless ``force``)."""
     if kind not in SKELETONS:
-        raise UserError(f"new: kind must be one of {', '.join(SKELETONS)}, got {kind!r}")
+        raise UserError(f"new {kind!r}: expected one of {', '.join(SKELETONS)}")
     if not _NAME_RE.match(name) or keyword.iskeyword(name):
-        raise UserError(f"new {kind} {name!r}: a name is a lower-case Python identifier (letters, digits, _), "
-                        "e.g. my_method")
+        raise UserError(f"new {kind} {name!r}: expected a lower-case Python identifier that is not a keyword "
+                        "(letters, digits, _), e.g. my_method")
     if kind == "method":
         from fer_bench.methods import METHODS as registry
     else:
         from fer_bench.data import DATASETS as registry
     if name in registry:
-        raise UserError(f"new {kind} {name!r}: that name is already registered ({registry.source(name)}); choose another")
+        raise UserError(f"new {kind} {name!r}: that name is already registered ({registry.source(name)}); expected "
+                        "a new name")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"new {kind} --out {out}: a folder, but it is a file")
+    check_out_folder(out, f"new {kind} --out")
     values = {"name": name, "cls": class_name(name), "mark": MARK}
     targets = [(src, out / Template(dst).substitute(values)) for src, dst in SKELETONS[kind]]
     existing = [str(p) for _, p in targets if p.exists()]
     if existing and not force:
-        raise UserError(f"new {kind} {name}: {', '.join(existing)} exist(s); nothing written (--force overwrites)")
+        raise UserError(f"new {kind} {name}: {', '.join(existing)} exist(s); nothing written (expected files that "
+                        "do not exist yet; --force overwrites)")
     out.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).parent
     for src, dst in targets:
