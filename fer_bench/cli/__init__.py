@@ -52,6 +52,7 @@ def build_parser() -> Parser:
     from fer_bench.cli.bench import add_bench_commands
     from fer_bench.cli.data import add_data_commands
     from fer_bench.cli.new import add_new_commands
+    from fer_bench.cli.predict import add_predict_commands
     from fer_bench.cli.run import add_run_commands
     from fer_bench.cli.score import add_score_commands
 
@@ -62,6 +63,7 @@ def build_parser() -> Parser:
     add_data_commands(sub)
     add_new_commands(sub)
     add_score_commands(sub)
+    add_predict_commands(sub)
     _add_import_flag(parser)
     return parser
 

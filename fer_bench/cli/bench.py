@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fer_bench.cli.flags import add_setting_args, given_settings, key_value
+from fer_bench.cli.flags import add_setting_args, at_least, given_settings, key_value
 from fer_bench.errors import UserError
 from fer_bench.files import atomic_write_text
 
@@ -229,16 +229,6 @@ def cmd_regress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def add_bench_commands(sub) -> None:
     p = sub.add_parser("bench", help="run a benchmark suite and publish a leaderboard version")
     p.add_argument("suite", nargs="?", help="suite YAML, e.g. benchmarks/static.yaml")
@@ -259,7 +249,7 @@ def add_bench_commands(sub) -> None:
     p.add_argument("-o", "--override", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="override every job, e.g. -o max_epochs=1 -o limit_per_class=4 -o data_args.frames=4")
     runs = p.add_argument_group("where the jobs run (see README, Running on a cluster)")
-    runs.add_argument("--parallel", type=_positive, default=1, metavar="N",
+    runs.add_argument("--parallel", type=at_least(1), default=1, metavar="N",
                       help="N jobs at once on this machine, each in its own process on its own GPUs / cores")
     runs.add_argument("--launcher", default="none", choices=["none", "slurm", "submitit-local"],
                       help="slurm: submit the unfinished jobs as one SLURM array job through submitit; "

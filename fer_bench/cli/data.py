@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from fer_bench.cli.run import at_least, check_data_args
+from fer_bench.cli.flags import at_least, check_data_args
 from fer_bench.errors import DataFormatError, UserError, check_out_folder
 
 

@@ -1,4 +1,5 @@
-"""The command-line flags of the settings: one flag per field of :mod:`fer_bench.settings`.
+"""The command-line flags: one per field of :mod:`fer_bench.settings`, and the argument types and
+checks the commands share (:func:`at_least`, :func:`check_data_args`).
 
 argparse is built from the dataclasses (rather than with jsonargparse) because it is the standard
 library, needs no new pinned dependency, and leaves the error line ours to word: a flag's value is
@@ -99,3 +100,27 @@ def given_settings(args: argparse.Namespace, kinds: Iterable[str]) -> dict[str, 
         if v is not None:
             out[name] = v
     return out
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum``, else one line saying so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def check_data_args(dataset: str, data_args: dict, reserved: tuple[str, ...] = ("root", "fold")) -> None:
+    """Refuse, before any data is read, a ``-d KEY=VALUE`` that the dataset's constructor does not
+    take (or that the command sets itself: ``reserved``) or of the wrong type."""
+    from fer_bench.data import DATASETS
+    from fer_bench.validation import check_kwargs
+
+    check_kwargs(DATASETS.get(dataset), data_args, what=f"dataset {dataset}", flag="-d", reserved=reserved)

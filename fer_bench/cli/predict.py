@@ -96,7 +96,9 @@ def _print(results, classes: list[str], console) -> None:
     console.print(t)
 
 
-def add_predict_commands(sub, at_least) -> None:
+def add_predict_commands(sub) -> None:
+    from fer_bench.cli.flags import at_least
+
     p = sub.add_parser("predict", help="a trained model (its bundle) on faces in images, folders and videos")
     p.add_argument("--model", required=True, metavar="BUNDLE",
                    help="a bundle: RUN/checkpoints/bundle.pt, written by every train / bench job, or fer-bench export")

@@ -5,32 +5,8 @@ import argparse
 import json
 from typing import Any
 
-from fer_bench.cli.flags import add_setting_args, config_from_args, key_value
+from fer_bench.cli.flags import add_setting_args, at_least, check_data_args, config_from_args, key_value
 from fer_bench.errors import check_out_folder
-
-
-def at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``, else one line saying so."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
-
-    parse.__name__ = "integer"
-    return parse
-
-
-def check_data_args(dataset: str, data_args: dict, reserved: tuple[str, ...] = ("root", "fold")) -> None:
-    """Refuse, before any data is read, a ``-d KEY=VALUE`` that the dataset's constructor does not
-    take (or that the command sets itself: ``reserved``) or of the wrong type."""
-    from fer_bench.data import DATASETS
-    from fer_bench.validation import check_kwargs
-
-    check_kwargs(DATASETS.get(dataset), data_args, what=f"dataset {dataset}", flag="-d", reserved=reserved)
 
 
 def catalogue() -> dict[str, list[dict[str, Any]]]:
