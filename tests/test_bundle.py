@@ -3,6 +3,7 @@ that a fresh process reproduces the run's test predictions from it alone, and `f
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -42,9 +43,20 @@ print(json.dumps({"max_diff": float(np.abs(probs - saved["probs"]).max()),
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "run"
-    run_cli("train", "--method", "resnet18_cifar", "--dataset", "synthetic-static", "--max-epochs", "2",
-            "--limit-per-class", "4", "--input-size", "24", "--tta", "hflip", "--no-progress", "--out", str(out))
+    proc = run_cli("train", "--method", "resnet18_cifar", "--dataset", "synthetic-static", "--max-epochs", "2",
+                   "--limit-per-class", "4", "--input-size", "24", "--tta", "hflip", "--out", str(out))
+    (out / "console.txt").write_text(proc.stdout + proc.stderr)  # the progress display (Lightning: stdout)
     return out
+
+
+def test_the_progress_display_names_the_run_its_epoch_and_the_validation_scores(run):
+    text = (run / "console.txt").read_text()
+    assert "resnet18_cifar/synthetic-static seed 0: epoch 1/2" in text
+    assert "resnet18_cifar/synthetic-static seed 0: epoch 2/2" in text
+    shown = re.findall(r"val WAR=(\d+\.\d)", text)
+    war = json.loads((run / "metrics.json").read_text())["best_val"]
+    assert shown and all(0 <= float(v) <= 100 for v in shown)  # per cent, one decimal
+    assert war is not None and "v_num" not in text
 
 
 def test_every_run_writes_a_bundle_that_describes_how_to_feed_its_model(run):
