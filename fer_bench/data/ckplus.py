@@ -80,9 +80,10 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fer_bench.classes import CANONICAL_CLASSES_8
-from fer_bench.data.base import DatasetInfo, FERDataModule, subject_folds
+from fer_bench.data.base import DatasetInfo, FERDataModule
 from fer_bench.data.faces import CroppedFrames, crop_face, face_boxes, haar_available, landmark_box, parse_landmarks  # noqa: F401
 from fer_bench.data.io import list_entries
+from fer_bench.data.splits import subject_folds
 from fer_bench.errors import DataFormatError, UserError, verify_choice
 from fer_bench.registry import DATASETS
 

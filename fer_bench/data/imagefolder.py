@@ -16,7 +16,7 @@ different classes, and merging them silently would change the protocol.
 Classes: the 7 canonical ones, or 8 (``+ contempt``) when a ``contempt`` folder exists in
 any split; ``-d classes=7`` drops an existing contempt folder (recorded in the protocol).
 Without a validation folder the DataModule carves a stratified, seeded validation split from
-training (:func:`fer_bench.data.base.stratified_split`).  Only the image files directly in a
+training (:func:`fer_bench.data.splits.stratified_split`).  Only the image files directly in a
 class folder are read (``.jpg .jpeg .png .bmp .tif .tiff .webp .pgm .ppm``; hidden files and
 other extensions such as ``Thumbs.db`` are ignored).  A zero-byte or undecodable image is a
 skipped-and-counted :class:`~fer_bench.errors.UnreadableSample`, never a crash.

@@ -39,10 +39,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fer_bench.data.base import DatasetInfo, FERDataModule, stratified_split
+from fer_bench.data.base import DatasetInfo, FERDataModule
 from fer_bench.data.cache import ClipCache
 from fer_bench.data.io import decode_image, require_nonempty_file, write_frame_folder, write_mp4  # noqa: F401  (writers re-exported)
 from fer_bench.data.sampling import EVAL_FRAMES, SHORT_CLIPS, TRAIN_FRAMES, sample_indices
+from fer_bench.data.splits import stratified_split
 from fer_bench.errors import UnreadableSample, UserError, verify_choice
 
 
@@ -66,20 +67,9 @@ if not _png_works():  # pragma: no cover - depends on the caller's import order
 decord.bridge.set_bridge("native")
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
-    "FRAME_EXTENSIONS",
-    "sample_indices",
-    "is_video_file",
-    "list_frames",
-    "read_video_clip",
-    "read_frame_folder_clip",
-    "read_clip",
-    "open_video",
-    "decode_all_frames",
-    "ClipDataset",
-    "write_mp4",
-    "write_frame_folder",
-    "ClipDataModule",
+    "VIDEO_EXTENSIONS", "FRAME_EXTENSIONS", "sample_indices", "is_video_file", "list_frames", "read_video_clip",
+    "read_frame_folder_clip", "read_clip", "open_video", "decode_all_frames", "ClipDataset", "write_mp4",
+    "write_frame_folder", "ClipDataModule",
 ]
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -324,7 +314,7 @@ class ClipDataModule(FERDataModule):
 
     The base class would carve validation out of the training dataset object itself and so
     validate on randomly sampled frames; :meth:`clip_splits` carves the split here
-    (:func:`~fer_bench.data.base.stratified_split`, seeded by ``seed``) and builds one
+    (:func:`~fer_bench.data.splits.stratified_split`, seeded by ``seed``) and builds one
     train-mode :class:`ClipDataset` and one eval-mode :class:`ClipDataset`, so that model
     selection sees the same deterministic frames as the test.
     """
