@@ -40,6 +40,8 @@ WHAT = "a fer_bench bundle (a torch file with format, meta and state_dict, writt
 # fer_bench.data.align and a margin.  RAF-DB's aligned images are similarity-aligned on 5 points; the
 # other datasets crop a box around the face with forehead and chin, closest to the loose template.
 DEFAULT_FACE_CROP = {"template": "arcface-loose", "margin": 0.0}
+#: what predict and export read of a bundle's meta
+META_KEYS = ("method", "hparams", "modality", "classes", "preprocessing", "weights_sha256")
 
 
 def weights_sha256(state_dict: dict[str, Any]) -> str:
@@ -78,7 +80,11 @@ class Bundle:
             method_cls = METHODS.get(self.meta["method"])
         except KeyError as e:
             raise UserError(f"{self.path}: {e} (a plugin's bundle needs its --import)") from None
-        model = method_cls(**self.meta["hparams"])
+        try:
+            model = method_cls(**self.meta["hparams"])
+        except (TypeError, ValueError) as e:  # arguments its method does not take: an edited or foreign meta
+            raise DataFormatError(self.path, f"constructor arguments of method {self.meta['method']} in its meta",
+                                  found=" ".join(str(e).split())[:160]) from None
         missing, unexpected = model.load_state_dict(self.state_dict, strict=False)
         if missing or unexpected:
             raise DataFormatError(self.path, f"the weights of method {self.meta['method']}",
@@ -110,12 +116,17 @@ def build_meta(run_dir: str | os.PathLike, checkpoint: str | os.PathLike, state_
     from fer_bench.data.transforms import NORMALIZATIONS
 
     run_dir = Path(run_dir)
+    expected = "a run folder of fer-bench train (config.yaml and metrics.json)"
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as e:
-        raise DataFormatError(run_dir, "a run folder of fer-bench train (config.yaml and metrics.json)",
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise DataFormatError(run_dir, expected,
                               found=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}") from None
+    if not (isinstance(config, dict) and isinstance(config.get("run"), dict) and isinstance(config.get("protocol"), dict)
+            and isinstance(metrics, dict) and "classes" in metrics):
+        raise DataFormatError(run_dir, expected, found="a config.yaml without run: and protocol:, or a metrics.json "
+                              "without classes")
     run, proto = config["run"], config["protocol"]
     data_cls = DATASETS.get(run["dataset"])
     tta = metrics.get("tta") or proto.get("tta") or "none"
@@ -181,6 +192,10 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         meta = json.loads(doc["meta"])
     except (TypeError, json.JSONDecodeError) as e:
         raise DataFormatError(path, "meta as JSON text", found=str(e)[:120]) from None
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing or not isinstance(doc["state_dict"], dict):
+        raise DataFormatError(path, f"a meta with {', '.join(META_KEYS)} and a state_dict of tensors",
+                              found=f"no {', '.join(missing)} in its meta" if missing else "a state_dict that is no dict")
     digest = weights_sha256(doc["state_dict"])
     if digest != meta.get("weights_sha256"):
         raise DataFormatError(path, f"weights with SHA-256 {meta.get('weights_sha256')} (its meta)",

@@ -84,5 +84,5 @@ def verify_choice(value, name: str, valid, *, where: str = ""):
     valid = tuple(valid)
     if value not in valid:
         prefix = f"{where}: " if where else ""
-        raise InvalidChoice(f"{prefix}{name} must be one of {', '.join(map(str, valid))}, got {value!r}")
+        raise InvalidChoice(f"{prefix}{name}: expected one of {', '.join(map(str, valid))}, got {value!r}")
     return value

@@ -237,6 +237,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> str:
+    """``device`` (default: :func:`default_device`) if torch can name it and this machine has it; else
+    one line naming ``--device`` and what was expected."""
+    import torch
+
+    if not device:
+        return default_device()
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device}: expected cpu, cuda or cuda:N") from None
+    if d.type == "cuda" and (d.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: expected a GPU this machine has ({torch.cuda.device_count()} CUDA "
+                        "devices)")
+    if d.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: expected cpu, cuda or cuda:N")
+    return device
+
+
 def write_results(results: list[Result], out: str | os.PathLike) -> Path:
     """``out`` as csv or json (by its suffix), written atomically."""
     import json

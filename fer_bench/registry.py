@@ -130,7 +130,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             valid = ", ".join(sorted(self._items))
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid} (code outside "
+            raise UnknownNameError(f"unknown {self.kind} {name!r}: expected one of {valid} (code outside "
                                    f"fer_bench: --import MODULE or an entry point in group {self.group})") from None
 
     def source(self, name: str) -> str:
@@ -164,7 +164,7 @@ def _import_path(path: Path) -> tuple[str, Path]:
     path = path.resolve()
     if path.is_dir():
         if not (path / "__init__.py").is_file():
-            raise PluginError(f"--import {path}: a folder must be a package (it has no __init__.py)")
+            raise PluginError(f"--import {path}: expected a package folder (with __init__.py), found a folder without one")
         return path.name, path.parent
     return path.stem, path.parent
 
@@ -199,7 +199,7 @@ def import_modules(specs: Sequence[str], base: Path | None = None, flag: str = "
                 raise PluginError(f"{flag} {spec}: a different module named {module!r} is already imported "
                                   f"({loaded.__file__}); rename the file")
         elif spec.endswith(".py") or "/" in spec or not all(p.isidentifier() for p in spec.split(".")):
-            raise PluginError(f"{flag} {spec}: no such .py file or package folder"
+            raise PluginError(f"{flag} {spec}: expected an existing .py file or package folder, found none"
                               + (f" (looked in {base} and the current folder)" if base is not None else ""))
         else:
             module, folder = spec, None

@@ -209,7 +209,7 @@ def check_value(name: str, value: Any, label: str | None = None) -> Any:
     the default is ``None``."""
     f = SETTINGS.get(name)
     if f is None:
-        raise UserError(f"unknown setting {name!r}; valid: {', '.join(SETTINGS)}")
+        raise UserError(f"unknown setting {name!r}: expected one of {', '.join(SETTINGS)}")
     spec = f.metadata
     label = label or flag_of(name)
     if value is None and default_of(name) is None:

@@ -1,5 +1,6 @@
 """A run's settings checked against the registries: method and dataset names, and the method
-hyper-parameters (``-m``) and dataset arguments (``-d``) against the constructors' signatures.
+hyper-parameters (``-m``) and dataset arguments (``-d``) against the constructors' signatures and
+the method's declared choices and ranges (``FERMethod.hparam_choices``, ``hparam_ranges``).
 
 The settings themselves (types, ranges, choices) are checked in :mod:`fer_bench.settings` without
 importing a method or dataset; what depends on the registered classes is checked here.
@@ -7,6 +8,7 @@ importing a method or dataset; what depends on the registered classes is checked
 from __future__ import annotations
 
 import inspect
+import operator
 import typing
 from collections.abc import Iterable
 from typing import Any
@@ -82,12 +84,17 @@ def _hint_name(hint: Any) -> str:
     return str(hint).replace("typing.", "")
 
 
+_BOUNDS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
 def check_kwargs(cls: type, kwargs: dict[str, Any], *, what: str, flag: str, reserved: Iterable[str] = (),
-                 choices: dict[str, tuple] | None = None) -> None:
+                 choices: dict[str, tuple] | None = None,
+                 ranges: dict[str, tuple[tuple[str, float], ...]] | None = None) -> None:
     """Every key of ``kwargs`` is a constructor parameter of ``cls`` (minus ``reserved``, which
     the run sets itself) with a value of its annotated type and, where ``choices`` lists them,
-    one of the allowed values; else a UserError naming ``flag KEY``, the value and what is
-    expected."""
+    one of the allowed values, and where ``ranges`` bounds it (``{"lr": ((">", 0),)}``: each bound
+    an operator ``>``, ``>=``, ``<``, ``<=`` and a number), within them; else a UserError naming
+    ``flag KEY``, the value and what is expected."""
     params = constructor_params(cls)
     reserved = set(reserved)
     valid = sorted(k for k in params if k not in reserved)
@@ -95,12 +102,16 @@ def check_kwargs(cls: type, kwargs: dict[str, Any], *, what: str, flag: str, res
         label = f"{flag}{key}" if flag.endswith(".") else f"{flag} {key}"  # "-m lr", "-o method_args.lr"
         if key not in params or key in reserved:
             hint = f" (set it with {flag_of(key)})" if key in reserved and key in SETTINGS else ""
-            raise UserError(f"{label}: {what} has no such argument{hint}; valid: {', '.join(valid)}")
+            raise UserError(f"{label}: {what} has no such argument{hint}: expected one of {', '.join(valid)}")
         allowed = (choices or {}).get(key)
         if allowed is not None and value not in allowed:
             raise UserError(f"{label}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
         if not _matches(params[key], value):
-            raise UserError(f"{label}: {what} expects {_hint_name(params[key])}, got {value!r}")
+            raise UserError(f"{label}: expected {_hint_name(params[key])} ({what}), got {value!r}")
+        bounds = (ranges or {}).get(key, ())
+        if bounds and isinstance(value, (int, float)) and not all(_BOUNDS[op](value, b) for op, b in bounds):
+            raise UserError(f"{label}: expected a number {' and '.join(f'{op} {b:g}' for op, b in bounds)}, "
+                            f"got {value!r}")
 
 
 def validate(cfg: TrainConfig, *, where: str = "", method_flag: str = "-m", data_flag: str = "-d",
@@ -123,7 +134,8 @@ def validate(cfg: TrainConfig, *, where: str = "", method_flag: str = "-m", data
     try:
         check_kwargs(method_cls, cfg.method_args, what=f"method {cfg.method}", flag=method_flag,
                      reserved=("num_classes", "classes", "in_chans", "input_size"),
-                     choices=getattr(method_cls, "hparam_choices", None))
+                     choices=getattr(method_cls, "hparam_choices", None),
+                     ranges=getattr(method_cls, "hparam_ranges", None))
         check_kwargs(data_cls, cfg.data_args, what=f"dataset {cfg.dataset}", flag=data_flag,
                      reserved=("root", "batch_size", "seed", "fold", "limit_per_class", "input_size", "in_chans", "tta"))
     except UserError as e:

@@ -141,7 +141,8 @@ def resolve(name_or_path: str, *, folder: str | os.PathLike | None = None) -> Re
         path = Path(name_or_path)
         if not path.is_file():
             known = ", ".join(WEIGHTS.names())
-            raise WeightsMissing(f"weights {name_or_path!r}: no such file, and not a registered name ({known})")
+            raise WeightsMissing(f"weights {name_or_path!r}: expected a file or one of {known}, found no such "
+                                 "file")
         return ResolvedWeights(path.name, path, sha256_of(path), None)
     entry: WeightsEntry = WEIGHTS.get(name_or_path)
     base = Path(folder) if folder is not None else weights_dir()
@@ -186,7 +187,10 @@ def read_torch_file(path: str | os.PathLike, expected: str, *, weights_only: boo
             return torch.load(p, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # torch raises many kinds here (EOFError, OSError, UnpicklingError, RuntimeError, ...)
         with open(p, "rb") as f:
-            zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since 1.6 is a zip archive
+            head = f.read(4)
+        zipped = head == b"PK\x03\x04"  # torch.save's format since 1.6 is a zip archive
+        if not zipped and head[:1] != b"\x80":  # neither a zip nor a pickle (the legacy format): no torch file
+            raise DataFormatError(p, expected, found="no torch.save file") from None
         why = str(e).split("WeightsUnpickler error:", 1)[1:]  # torch's reason, amid advice over several lines
         why = " ".join(why[0].split("Check the documentation", 1)[0].split()).split(". ")[0][:160] if why else ""
         found = (f"objects a weights-only load refuses ({why})" if why

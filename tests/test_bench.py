@@ -32,10 +32,18 @@ cells:
     dataset: synthetic-static
     data_args: {train_per_class: 6, val_per_class: 3, test_per_class: 5}
     seeds: [0]
-    method_args: {lr: -1.0}  # passes the suite check (a number); torch refuses it when the job starts
+    weights: JUNK  # a file that is no state dict: it passes the suite check (it exists), the job fails loading it
   - method: resnet18_pretrained
     dataset: fer2013
 """
+
+
+def _tiny_suite(tmp_path: Path, text: str = TINY_SUITE) -> Path:
+    """``tmp_path/tiny.yaml``: ``text`` with its failing cell's weights file written beside it."""
+    (tmp_path / "junk.pt").write_text("no weights\n")
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(text.replace("JUNK", str(tmp_path / "junk.pt")))
+    return suite
 
 
 def _row(i: int) -> dict:
@@ -128,17 +136,17 @@ def test_regress_flags_drops_beyond_seed_spread():
 
 @pytest.mark.slow
 def test_bench_versions_failures_missing_data_and_diff(tmp_path):
-    suite = tmp_path / "tiny.yaml"
-    suite.write_text(TINY_SUITE)
+    suite = _tiny_suite(tmp_path)
     boards = tmp_path / "boards"
+    (tmp_path / "data").mkdir()  # an existing data root without fer2013/: its cell is skipped, the others run
     proc = run_cli("bench", str(suite), "--leaderboards", str(boards), "--no-progress",
-                   "--run-dir", str(tmp_path / "run1"), "--data-root", str(tmp_path / "no-data"))
+                   "--run-dir", str(tmp_path / "run1"), "--data-root", str(tmp_path / "data"))
     assert "skip: dataset fer2013 not found" in proc.stdout
     v1 = pd.read_csv(boards / "tiny/v001.csv")
     assert len(v1) == 3  # 2 seeds + 1 failing cell; the missing dataset has no row
     ok, failed = v1[v1.status == "ok"], v1[v1.status == "failed"]
     assert len(ok) == 2 and sorted(ok.seed) == [0, 1]
-    assert len(failed) == 1 and "Invalid learning rate" in failed.error.iloc[0]
+    assert len(failed) == 1 and "junk.pt" in failed.error.iloc[0] and "no torch.save file" in failed.error.iloc[0]
     for col in ("recall_angry", "recall_neutral", "git_commit", "config_hash", "n_test", "params", "selection",
                 "torch_version", "started_at", "finished_at", "input_size", "fold", "classes", "accelerator"):
         assert col in v1.columns, col
@@ -166,8 +174,7 @@ def test_bench_versions_failures_missing_data_and_diff(tmp_path):
 
 @pytest.mark.slow
 def test_killed_suite_resumes_every_job_exactly_once(tmp_path):
-    suite = tmp_path / "tiny.yaml"
-    suite.write_text(TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    suite = _tiny_suite(tmp_path, TINY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
     run_dir, boards = tmp_path / "run", tmp_path / "boards"
     cmd = [sys.executable, "-m", "fer_bench", "bench", str(suite), "--leaderboards", str(boards), "--no-progress",
            "--run-dir", str(run_dir), "--only", "resnet18_pretrained/synthetic-static"]

@@ -138,7 +138,7 @@ def test_codes_8_to_10_dropped_and_bad_rows_named(tmp_path):
     assert e.value.line == 1
     with pytest.raises(DataFormatError, match="train_set"):
         make(tmp_path / "nothing_here", layout="npy").build_splits()
-    with pytest.raises(UserError, match="classes must be one of 7, 8"):
+    with pytest.raises(UserError, match="classes: expected one of 7, 8"):
         make(tmp_path, classes=6)
 
 

@@ -137,7 +137,7 @@ def test_malformed_label_file_names_file_and_line(written, tmp_path):
 def test_unknown_writer_lists_the_valid_names(tmp_path):
     from fer_bench.errors import UserError
 
-    with pytest.raises(UserError, match="no synthetic layout writer for 'nope'; valid names: affectnet, ckplus"):
+    with pytest.raises(UserError, match="no synthetic layout writer for 'nope': expected one of affectnet, ckplus"):
         write_layout("nope", tmp_path)
 
 
@@ -148,7 +148,7 @@ def test_writer_options_are_checked(name, tmp_path):
     with pytest.raises(UserError, match="option"):
         write_layout(name, tmp_path / "a", per_class=PER_CLASS, no_such_option=1)
     if name not in ("ferv39k", "imagefolder"):  # the writers with a layout choice
-        with pytest.raises(UserError, match=f"{name} synth: layout must be one of .*, got 'nope'"):
+        with pytest.raises(UserError, match=f"{name} synth: layout: expected one of .*, got 'nope'"):
             write_layout(name, tmp_path / "b", per_class=PER_CLASS, layout="nope")
 
 

@@ -219,7 +219,7 @@ def test_tcl_strategies_give_different_losses_and_bad_strategy_is_rejected():
         _, parts = loss_now(model, x, y)
         values.append(parts["tcl"].item())
     assert len({round(v, 6) for v in values}) == 3, values
-    with pytest.raises(ValueError, match="strategy must be one of"):
+    with pytest.raises(ValueError, match="strategy: expected one of"):
         METHODS.get("tcl_selective")(strategy="hardest")
 
 

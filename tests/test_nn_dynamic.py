@@ -201,7 +201,7 @@ def test_basic_block_plain_and_with_attention():
     assert tuple(y.shape) == (4, 32, 3, 3) and tuple(aux.shape) == (2, 6)
     with pytest.raises(ValueError, match="frames=T"):
         blk(torch.randn(4, 16, 5, 5))
-    with pytest.raises(ValueError, match="attention must be one of .*got 'cbam'"):
+    with pytest.raises(ValueError, match="attention: expected one of .*got 'cbam'"):
         AttentionBasicBlock(16, 32, attention="cbam", map_size=3)
 
 

@@ -144,7 +144,7 @@ def test_negative_strategies_pick_the_right_centre():
     assert not torch.equal(negative_centers(f, C3, y, "prediction_based", logits=torch.tensor([[9.0, 8.0, 1.0]])), C3[0:1])
     with pytest.raises(ValueError, match="needs the classifier logits"):
         negative_centers(f, C3, y, "prediction_based")
-    with pytest.raises(ValueError, match="negative strategy must be one of"):
+    with pytest.raises(ValueError, match="negative strategy: expected one of"):
         negative_centers(f, C3, y, "hardest")
 
 

@@ -94,7 +94,7 @@ def test_a_name_two_sources_register_is_refused_naming_both(tmp_path):
 
 @pytest.mark.parametrize("spec, expected", [
     ("no_such_module_xyz", "--import no_such_module_xyz: no module of that name"),
-    ("missing/file.py", "--import missing/file.py: no such .py file or package folder"),
+    ("missing/file.py", "--import missing/file.py: expected an existing .py file or package folder, found none"),
     ("broken.py", "--import {tmp}/broken.py: importing it failed: ZeroDivisionError: division by zero"),
 ])
 def test_an_import_that_fails_is_one_line_before_any_work(tmp_path, spec, expected):
@@ -129,7 +129,7 @@ def test_a_suites_imports_are_relative_to_the_suite_and_reach_its_workers(tmp_pa
     # a bad entry names the suite file and the key
     (folder / "bad.yaml").write_text("suite: bad\nimports: [nothere.py]\ncells: []\n")
     line = one_line_error(fer_bench("bench", str(folder / "bad.yaml"), check=False))
-    assert f"{folder / 'bad.yaml'}: imports: nothere.py: no such .py file or package folder" in line
+    assert f"{folder / 'bad.yaml'}: imports: nothere.py: expected an existing .py file or package folder" in line
 
 
 @pytest.mark.slow

@@ -23,13 +23,15 @@ def _one_line_exit_2(proc):
 @pytest.mark.parametrize("args, expected", [
     (["--batch-size", "0"], "--batch-size: expected an integer >= 1, got 0"),
     (["--batch-size", "x"], "--batch-size: expected an integer >= 1, got 'x'"),
-    (["-m", "lr=abc"], "-m lr: method resnet18_pretrained expects a number, got 'abc'"),
-    (["-m", "lrr=0.1"], "-m lrr: method resnet18_pretrained has no such argument"),
+    (["-m", "lr=abc"], "-m lr: expected a number (method resnet18_pretrained), got 'abc'"),
+    (["-m", "lrr=0.1"], "-m lrr: method resnet18_pretrained has no such argument: expected one of"),
     (["-m", "optimizer=lbfgs"], "-m optimizer: expected one of sgd, adam, adamw, got 'lbfgs'"),
     (["-d", "layout=zip"], "rafdb"),  # a dataset argument of the wrong value: the dataset names it
-    (["-d", "frames=8"], "-d frames: dataset rafdb has no such argument"),
+    (["-d", "frames=8"], "-d frames: dataset rafdb has no such argument: expected one of"),
     (["--tta", "vflip"], "--tta: expected one of none, hflip, tencrop, got 'vflip'"),
     (["--precision", "8-true"], "--precision: expected one of"),
+    (["-m", "lr=-1"], "-m lr: expected a number > 0, got -1"),
+    (["-m", "momentum=1.5"], "-m momentum: expected a number >= 0 and <= 1, got 1.5"),
 ])
 def test_bad_train_values_exit_2_with_one_line_before_any_data_is_read(tmp_path, args, expected):
     # the root does not exist: an error about it would mean the data was looked at first
@@ -49,9 +51,9 @@ def test_bad_train_values_exit_2_with_one_line_before_any_data_is_read(tmp_path,
     ("{method: resnet18_pretrained, dataset: synthetic-static, tta: flip}",
      "tta: expected one of none, hflip, tencrop, got 'flip'"),
     ("{method: resnet18_pretrained, dataset: synthetic-static, method_args: {lr: abc}}",
-     "method_args lr: method resnet18_pretrained expects a number, got 'abc'"),
+     "method_args lr: expected a number (method resnet18_pretrained), got 'abc'"),
     ("{method: resnet18_pretrained, dataset: synthetic-static, data_args: {frames: 4}}",
-     "data_args frames: dataset synthetic-static has no such argument"),
+     "data_args frames: dataset synthetic-static has no such argument: expected one of"),
     ("{method: resnet18_pretrained, dataset: synthetic-dynamic}", "is static but dataset 'synthetic-dynamic' is dynamic"),
 ])
 def test_bad_suite_cells_exit_2_with_one_line_naming_the_cell(tmp_path, cell, expected):
@@ -68,9 +70,9 @@ def test_bad_override_is_refused_naming_the_flag():
     jobs = [Job("resnet18_pretrained", "synthetic-static", None, 0)]
     with pytest.raises(UserError, match=r"-o max_epochs: expected an integer >= 1, got 0"):
         apply_overrides(jobs, {"max_epochs": 0})
-    with pytest.raises(UserError, match=r"-o devices: cannot override"):
+    with pytest.raises(UserError, match=r"-o devices: cannot override; expected one of"):
         apply_overrides(jobs, {"devices": 2})
-    with pytest.raises(UserError, match=r"-o method_args\.lr: method resnet18_pretrained expects a number"):
+    with pytest.raises(UserError, match=r"-o method_args\.lr: expected a number \(method resnet18_pretrained\)"):
         apply_overrides(jobs, {"method_args.lr": "fast"})
 
 

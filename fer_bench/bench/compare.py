@@ -17,6 +17,7 @@ those samples.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +25,31 @@ import numpy as np
 import pandas as pd
 
 from fer_bench import stats
-from fer_bench.errors import UserError
+from fer_bench.errors import DataFormatError, UserError
 from fer_bench.evaluation import load_predictions
 
 
 def _runs(df: pd.DataFrame, method: str) -> pd.DataFrame:
     runs = df[(df["method"] == method) & (df["status"] == "ok")]
     if runs.empty:
-        known = ", ".join(sorted(df["method"].unique()))
-        raise UserError(f"no successful run of {method!r} in this version; methods: {known}")
+        known = ", ".join(sorted(df.loc[df["status"] == "ok", "method"].unique())) or "none"
+        raise UserError(f"no successful run of {method!r} in this version: expected one of {known}")
     return runs
 
 
 def _load(path: Any, method: str) -> dict[str, np.ndarray]:
     if not isinstance(path, str) or not path or not Path(path).exists():
-        raise UserError(f"{method}: predictions file {path!r} not found (the run folder holds them; compare on the "
-                        "machine that ran the suite, or copy its runs/ folder)")
-    return load_predictions(path)
+        raise UserError(f"{method}: predictions file {path!r}: expected a file, found none (the run folder holds "
+                        "them; compare on the machine that ran the suite, or copy its runs/ folder)")
+    expected = "an npz of predictions with index, label, pred and probs"
+    try:
+        preds = load_predictions(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated, not an npz, pickled arrays
+        raise DataFormatError(path, expected, found=f"{type(e).__name__}: {e}") from None
+    missing = [k for k in ("index", "label", "pred", "probs") if k not in preds]
+    if missing:
+        raise DataFormatError(path, expected, found=f"no {', '.join(missing)}")
+    return preds
 
 
 def _external(rows: pd.DataFrame) -> bool:

@@ -74,6 +74,30 @@ def _selected(name: str, only: list[str] | None, *also: str) -> bool:
     return not only or any(fnmatch.fnmatchcase(name, pat) or pat in also for pat in only)
 
 
+def check_only(suite: Suite, only: list[str] | None, flag: str = "--only") -> None:
+    """Refuse, before anything is run or written, a pattern of ``only`` that selects no cell and no
+    external entry of ``suite``: one line naming the pattern and listing the suite's cells."""
+    names = [(j.cell, f"{j.row_method}/{j.dataset}") for j in suite.jobs]
+    names += [(f"{e.method}/{e.dataset}",) for e in suite.external]
+    for pat in only or ():
+        if not any(_selected(n[0], [pat], *n[1:]) for n in names):
+            cells = ", ".join(dict.fromkeys(n[-1] for n in names)) or "none"
+            raise UserError(f"{flag} {pat}: expected a METHOD/DATASET pattern (globs allowed) matching a cell of "
+                            f"suite {suite.name}: {cells}")
+
+
+def check_data_root(data_root: str | None) -> str | None:
+    """``data_root`` (``--data-root``, else ``$FER_DATA``) when it names an existing folder or is not
+    given; else one line naming the flag or the variable.  A dataset missing under an existing root
+    is no error: its cells are skipped with one line each (:func:`plan_run`)."""
+    root, label = (data_root, f"--data-root {data_root}") if data_root else \
+        (os.environ.get("FER_DATA"), f"$FER_DATA={os.environ.get('FER_DATA')}")
+    if root and not Path(root).is_dir():
+        raise UserError(f"{label}: expected an existing folder holding <dataset>/ trees, found "
+                        f"{'a file' if Path(root).exists() else 'no such folder'}")
+    return root or None
+
+
 def _run_dir(suite: Suite, resume: str | None, run_dir: str | None, rank0: bool) -> Path:
     if resume:
         rdir = Path(resume)
@@ -107,10 +131,13 @@ def plan_run(
     echo=print,
 ) -> RunFolder:
     """The run folder of a suite, with the plan of its jobs written (on rank 0): the suite's jobs
-    after ``only`` and ``paper_init``, less those whose dataset is not under ``data_root``."""
+    after ``only`` and ``paper_init``, less those whose dataset is not under ``data_root``.  A
+    ``data_root`` that is no folder, and an ``only`` pattern that selects nothing, are refused
+    before the folder is made."""
     from fer_bench.data import DATASETS
 
-    data_root = data_root or os.environ.get("FER_DATA")
+    data_root = check_data_root(data_root)
+    check_only(suite, only)
     rank0 = global_rank() == 0
     rdir = _run_dir(suite, resume, run_dir, rank0)
     os.environ[RUN_DIR_ENV] = str(rdir)  # inherited by the ranks Lightning launches

@@ -5,7 +5,36 @@ committed ``leaderboards/smoke/baseline.csv`` through :func:`regress_compare`.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+
+from fer_bench.errors import DataFormatError
+
+#: what a baseline needs: the cells, whether each run succeeded, and its scores
+BASELINE_COLUMNS = ("method", "dataset", "status", "war", "uar")
+
+
+def read_baseline(path: str | Path, columns: tuple[str, ...] = BASELINE_COLUMNS) -> pd.DataFrame:
+    """The baseline leaderboard at ``path``, or one :class:`DataFormatError` line: no such file, a
+    line that is no leaderboard row (:func:`~fer_bench.bench.leaderboard.check_version_file`), or a
+    header without one of ``columns`` (what the comparison needs; ``--write-baseline --only`` keeps the
+    other cells' rows and needs only ``method`` and ``dataset``).  Read before the suite runs."""
+    from fer_bench.bench.leaderboard import check_version_file
+
+    path = Path(path)
+    expected = f"a leaderboard csv with columns {', '.join(columns)} (or write one with --write-baseline)"
+    if not path.is_file():
+        raise DataFormatError(path, expected, found="no such file" if not path.exists() else "a folder")
+    check_version_file(path)
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise DataFormatError(path, expected, found=" ".join(str(e).split())) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataFormatError(path, expected, line=1, found=f"no column {', '.join(missing)}")
+    return df
 
 
 def regress_compare(current: pd.DataFrame, baseline: pd.DataFrame, z: float = 3.0,

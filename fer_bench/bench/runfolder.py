@@ -178,7 +178,7 @@ class RunFolder:
         while not path.exists() and time.time() < deadline:
             time.sleep(0.2)
         if not path.exists():
-            raise UserError(f"{self.path} is not a run folder of fer-bench bench (no plan.json)")
+            raise UserError(f"{self.path}: expected a run folder of fer-bench bench (with plan.json), found none")
         doc = json.loads(path.read_text())
         reimport(doc.get("imports", []))  # the planning process's user methods and datasets, before any name is used
         entries = []

@@ -247,7 +247,7 @@ def apply_overrides(jobs: list[Job], overrides: dict[str, Any], where: str = "-o
         for key, value in overrides.items():
             head, _, sub = key.partition(".")
             if head not in valid or (sub and head not in ("data_args", "method_args")):
-                raise UserError(f"{where} {key}: cannot override; valid: {', '.join(valid)} and data_args.X / "
+                raise UserError(f"{where} {key}: cannot override; expected one of {', '.join(valid)}, data_args.X or "
                                 "method_args.X")
             if sub:
                 settings[head] = {**settings.get(head, {}), sub: value}

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from fer_bench.cli.flags import add_setting_args, at_least, given_settings, key_value
-from fer_bench.errors import UserError
+from fer_bench.errors import UserError, check_out_folder
 from fer_bench.files import atomic_write_text
 
 
@@ -83,7 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         known = sorted({j.seed for j in suite.jobs})
         suite.jobs = [j for j in suite.jobs if j.seed in args.seeds]
         if not suite.jobs:
-            raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: {args.suite} has seeds {known}")
+            raise UserError(f"--seeds {' '.join(map(str, args.seeds))}: expected seeds of {args.suite} "
+                            f"({', '.join(map(str, known))})")
     from fer_bench.settings import SlurmSettings
 
     launch = SlurmSettings(**{**suite.launcher, **given_settings(args, ("slurm",))})
@@ -150,6 +151,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     folder = Path(args.leaderboards) / args.suite
     out = Path(args.out) if args.out else folder / "plot.png"
+    check_out_folder(out.parent, "--out" if args.out else "--leaderboards")
     lb.plot(folder, out, args.version)
     print(f"wrote {out}")
     return 0
@@ -187,6 +189,7 @@ def cmd_page(args: argparse.Namespace) -> int:
 def cmd_papers(args: argparse.Namespace) -> int:
     from fer_bench.bench import leaderboard as lb
 
+    check_out_folder(args.leaderboards, "--leaderboards")
     print(f"wrote {lb.write_papers_csv(Path(args.leaderboards))}")
     return 0
 
@@ -195,30 +198,35 @@ def cmd_regress(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from fer_bench.bench import leaderboard as lb
-    from fer_bench.bench.regress import regress_compare, select_cells
+    from fer_bench.bench.plan import check_only
+    from fer_bench.bench.regress import read_baseline, regress_compare, select_cells
     from fer_bench.bench.runner import run_suite
     from fer_bench.bench.suite import load_suite
 
     suite = load_suite(args.suite)
+    check_only(suite, args.only)
     baseline_path = Path(args.baseline)
+    old = None  # the baseline, where it is read, is read and checked before anything runs
+    if not args.write_baseline:
+        old = read_baseline(baseline_path)
+    else:
+        check_out_folder(baseline_path.parent, "--baseline")
+        if args.only and baseline_path.exists():
+            old = read_baseline(baseline_path, ("method", "dataset"))
     with tempfile.TemporaryDirectory(prefix="fer-regress-") as tmp:
         path = run_suite(suite, leaderboards=Path(tmp) / "leaderboards", run_dir=str(Path(tmp) / "run"),
                          progress=False, only=args.only, paper_init="never")
         current = pd.read_csv(path)
         if args.write_baseline:
             kept = 0
-            if args.only and baseline_path.exists():  # replace the selected cells' rows, keep the others'
-                old = pd.read_csv(baseline_path)
+            if old is not None:  # --only: replace the selected cells' rows, keep the others'
                 others = old.drop(select_cells(old, args.only).index)
                 kept = len(others)
                 current = pd.concat([others, current], ignore_index=True)
             atomic_write_text(baseline_path, current.to_csv(index=False))
             print(f"wrote {baseline_path} ({len(current)} rows" + (f"; {kept} of other cells kept)" if kept else ")"))
             return 0
-    if not baseline_path.exists():
-        print(f"fer-bench regress: {baseline_path} does not exist (create it with --write-baseline)", file=sys.stderr)
-        return 2
-    baseline = select_cells(pd.read_csv(baseline_path), args.only)
+    baseline = select_cells(old, args.only)
     problems = regress_compare(current, baseline)
     _print_frame(lb.summarise(current)[["method", "dataset", "war", "war_std", "uar", "uar_std", "runs"]],
                  "regression run (%)")
@@ -286,7 +294,7 @@ def add_bench_commands(sub) -> None:
     s.add_argument("method_b")
     s.add_argument("--dataset")
     s.add_argument("--version")
-    s.add_argument("--resamples", type=int, default=1000)
+    s.add_argument("--resamples", type=at_least(1), default=1000, metavar="N")
     s.set_defaults(func=cmd_compare)
     s = lsub.add_parser("page", parents=[per_suite], help="write leaderboards/<suite>/index.html (self-contained)")
     s.add_argument("--version")

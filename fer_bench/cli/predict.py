@@ -6,12 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from fer_bench.errors import DataFormatError, UserError
+from fer_bench.errors import DataFormatError, UserError, check_out_folder, verify_choice
+
+
+def _check_out_file(path: str, flag: str) -> None:
+    """Refuse, before any work, an output file that is a folder or lies under a file."""
+    check_out_folder(Path(path).parent, flag)
+    if Path(path).is_dir():
+        raise UserError(f"{flag} {path}: expected a file name, found a folder")
 
 
 def _run_folder_of(given: Path) -> tuple[Path, Path | None]:
     """(run folder, checkpoint or None) of a run folder or a checkpoint inside one."""
     if given.is_dir():
+        missing = [f for f in ("config.yaml", "metrics.json") if not (given / f).is_file()]
+        if missing:
+            raise DataFormatError(given, "a run folder of fer-bench train / bench (with config.yaml and metrics.json)",
+                                  found=f"no {' or '.join(missing)}")
         return given, None
     if not given.exists():
         raise DataFormatError(given, "a run folder of fer-bench train / bench, or a checkpoint inside one",
@@ -27,18 +38,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from fer_bench.bundle import BUNDLE_FILE, read_bundle, write_bundle
 
     source = Path(args.source)
+    for flag in ("out", "onnx"):
+        if getattr(args, flag):
+            _check_out_file(getattr(args, flag), f"--{flag}")
     if source.is_file() and source.name.endswith(".pt") and not source.name.endswith(".ckpt"):
-        bundle_path = source  # a bundle already: --onnx from it
+        bundle = read_bundle(source)  # a bundle already: --onnx from it
+        if not args.onnx:
+            raise UserError(f"{source}: a bundle already; expected --onnx FILE to export its network, or a run "
+                            "folder or checkpoint to write a bundle from")
     else:
         run_dir, checkpoint = _run_folder_of(source)
         default = (Path(checkpoint).parent if checkpoint else run_dir / "checkpoints") / BUNDLE_FILE
         bundle_path = write_bundle(run_dir, checkpoint, args.out or default)
         print(f"wrote {bundle_path}")
+        bundle = read_bundle(bundle_path) if args.onnx else None
     if args.onnx:
         from fer_bench.onnx_export import export_onnx
 
-        out = export_onnx(read_bundle(bundle_path), args.onnx)
-        print(f"wrote {out}")
+        print(f"wrote {export_onnx(bundle, args.onnx)}")
     return 0
 
 
@@ -47,20 +64,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fer_bench.bundle import read_bundle
-    from fer_bench.predict import Failure, Predictor, default_device, expand_inputs, write_results
+    from fer_bench.predict import Failure, Predictor, check_device, expand_inputs, write_results
 
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise UserError(f"--out {args.out}: expected a .csv or .json file name")
-    bundle = read_bundle(args.model)
+    if args.out:  # every argument checked before the model is read: exit 2, one line, nothing written
+        if Path(args.out).suffix.lower() not in (".csv", ".json"):
+            raise UserError(f"--out {args.out}: expected a .csv or .json file name")
+        _check_out_file(args.out, "--out")
     if not args.no_detect:
         from fer_bench.data.detect import DETECTORS
-        from fer_bench.errors import verify_choice
 
         verify_choice(args.detector, "--detector", DETECTORS)
+    device = check_device(args.device)
     paths = expand_inputs(args.inputs)
     if not paths:
         raise UserError(f"{' '.join(args.inputs)}: expected image or video files, or folders holding some; found none")
-    predictor = Predictor(bundle, device=args.device or default_device(), detect=not args.no_detect,
+    bundle = read_bundle(args.model)
+    predictor = Predictor(bundle, device=device, detect=not args.no_detect,
                           detector=args.detector, min_score=args.min_score, batch_size=args.batch_size,
                           every=args.every)
     results, failures = [], []

@@ -318,7 +318,7 @@ class AffectNet(FERDataModule):
                  crop: str = "box", **kwargs: Any) -> None:
         super().__init__(root, **kwargs)
         if isinstance(classes, bool):
-            raise UserError(f"affectnet: classes must be one of 7, 8, got {classes!r}")
+            raise UserError(f"affectnet: classes: expected one of 7, 8, got {classes!r}")
         verify_choice(classes, "classes", (7, 8), where="affectnet")
         sampler = "uniform" if sampler == "none" else sampler  # the former name of shuffled batches
         verify_choice(sampler, "sampler", SAMPLERS, where="affectnet")

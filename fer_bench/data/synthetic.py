@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fer_bench.data.base import DatasetInfo, FERDataModule
+from fer_bench.errors import UserError
 from fer_bench.registry import DATASETS
 from fer_bench.synth.samples import make_clips, make_static
 
@@ -93,6 +94,12 @@ class _SyntheticBase(FERDataModule):
         self.image_size = int(image_size) if image_size is not None else int(self.input_size)
         self.rgb = bool(rgb) if rgb is not None else self.in_chans == 3
         self.data_seed = int(data_seed)
+        for key, value, lo in (("train_per_class", self.train_per_class, 1), ("val_per_class", self.val_per_class, 1),
+                               ("test_per_class", self.test_per_class, 1), ("image_size", self.image_size, 8),
+                               ("data_seed", self.data_seed, 0)):  # before any sample is drawn: one line
+            if value < lo:
+                raise UserError(f"{getattr(self, 'registry_name', 'synthetic')}: {key}: expected an integer >= {lo}, "
+                                f"got {value}")
 
     def _split_specs(self):
         offset = 0

@@ -53,6 +53,12 @@ class FERMethod(L.LightningModule):
     default_hparams: ClassVar[dict[str, Any]] = {}  # registered methods take theirs from their recipe
     # allowed values of string hyper-parameters, checked before a run (fer_bench.validation.validate)
     hparam_choices: ClassVar[dict[str, tuple[str, ...]]] = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+    # bounds of numeric hyper-parameters, checked before a run like the choices: name -> ((op, bound), ...),
+    # op ">" / "<" exclusive, ">=" / "<=" inclusive ("-m lr: expected a number > 0, got -1")
+    hparam_ranges: ClassVar[dict[str, tuple[tuple[str, float], ...]]] = {
+        "lr": ((">", 0),), "weight_decay": ((">=", 0),), "momentum": ((">=", 0), ("<=", 1)),
+        "gamma": ((">", 0),), "step_size": ((">=", 1),), "step_start": ((">=", 0),), "grad_clip": ((">=", 0),),
+        "label_smoothing": ((">=", 0), ("<=", 1))}
 
     def __init__(
         self,

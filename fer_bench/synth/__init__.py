@@ -65,7 +65,7 @@ def _writer(name: str):
 
         write = getattr(DATASETS.get(name), "write_synthetic", None) if name in DATASETS else None
         if write is None:
-            raise UserError(f"no synthetic layout writer for {name!r}; valid names: {', '.join(writer_names())} "
+            raise UserError(f"no synthetic layout writer for {name!r}: expected one of {', '.join(writer_names())} "
                             "(a dataset of one's own: its class's write_synthetic)")
 
         def plugin_writer(root, **kw):
