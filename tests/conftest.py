@@ -39,3 +39,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def eye_discs_photo(angle: float, size: int = 112):
+    """(a 220x180 grey photo with black discs on the eyes of a face turned by ``angle`` degrees, and its 5
+    points, subject's right eye first): the face is the template seen through a known similarity."""
+    import cv2
+    import numpy as np
+
+    from fer_bench.data.align import template_points
+
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = (template_points("arcface-loose") * size - size / 2) @ rot.T * 1.6 + (110, 90)
+    img = np.full((180, 220, 3), 150, np.uint8)
+    for k, (x, y) in enumerate(pts):
+        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 6 * 16, (0, 0, 0) if k < 2 else (90, 90, 90), -1,
+                   cv2.LINE_AA, 4)
+    return img, pts

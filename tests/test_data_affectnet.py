@@ -23,6 +23,8 @@ from fer_bench.errors import DataFormatError, UserError
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import mark_level
 
+from conftest import eye_discs_photo
+
 PER_CLASS = 3
 # written out here, independently of the parser: AffectNet code -> canonical name
 CODE_TO_NAME = {0: "neutral", 1: "happy", 2: "sad", 3: "surprise", 4: "fear", 5: "disgust", 6: "angry", 7: "contempt"}
@@ -263,23 +265,6 @@ def test_one_epoch_writes_metrics(layout, data_args, n_classes, request, tmp_pat
 
 
 # -- crop=landmarks: aligned by the csv's 68 facial_landmarks ---------------------------------------------
-def _eye_discs_photo(angle: float, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
-    """(a 220x180 grey photo with black discs on the eyes of a face turned by ``angle`` degrees, and its 5
-    points, subject's right eye first): the face is the template seen through a known similarity."""
-    import cv2
-
-    from fer_bench.data.align import template_points
-
-    a = np.deg2rad(angle)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    pts = (template_points("arcface-loose") * size - size / 2) @ rot.T * 1.6 + (110, 90)
-    img = np.full((180, 220, 3), 150, np.uint8)
-    for k, (x, y) in enumerate(pts):
-        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 6 * 16, (0, 0, 0) if k < 2 else (90, 90, 90), -1,
-                   cv2.LINE_AA, 4)
-    return img, pts
-
-
 def _as_68(five: np.ndarray) -> np.ndarray:
     """68 iBUG points whose eye rings (37-42, 43-48) surround the given eye centres, nose tip (31) and mouth
     corners (49, 55) are the given ones; the rest on the nose."""
@@ -298,7 +283,7 @@ def test_landmark_alignment_levels_the_eyes(tmp_path):
     from fer_bench.data.faces import five_from_68
     from fer_bench.data.io import write_image
 
-    img, five = _eye_discs_photo(angle=-25.0)
+    img, five = eye_discs_photo(angle=-25.0)
     write_image(tmp_path / "Manually_Annotated_Images" / "1" / "a.jpg", img)
     for name in ("training.csv", "validation.csv"):
         _write_list(tmp_path, name, [_landmark_row("1/a.jpg", _as_68(five))])

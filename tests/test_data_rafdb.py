@@ -16,6 +16,8 @@ from fer_bench.errors import DataFormatError
 from fer_bench.synth import write_layout
 from fer_bench.synth.samples import class_grey_level
 
+from conftest import eye_discs_photo
+
 C = {name: i for i, name in enumerate(CANONICAL_CLASSES)}
 
 
@@ -158,23 +160,6 @@ def test_train_one_epoch(tmp_path, layout):
 
 
 # -- crop=landmarks: the original photos aligned by Annotation/manual/<name>_manu_attri.txt ----------------
-def _eye_discs_photo(angle: float, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
-    """(a 220x180 grey photo with black discs on the eyes of a face turned by ``angle`` degrees, and its 5
-    points, subject's right eye first): the face is the template seen through a known similarity."""
-    import cv2
-
-    from fer_bench.data.align import template_points
-
-    a = np.deg2rad(angle)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    pts = (template_points("arcface-loose") * size - size / 2) @ rot.T * 1.6 + (110, 90)
-    img = np.full((180, 220, 3), 150, np.uint8)
-    for k, (x, y) in enumerate(pts):
-        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 6 * 16, (0, 0, 0) if k < 2 else (90, 90, 90), -1,
-                   cv2.LINE_AA, 4)
-    return img, pts
-
-
 def _eye_centres(x: torch.Tensor) -> np.ndarray:
     """Centroids (x, y) of the two largest dark blobs of an aligned ``[3, S, S]`` image, left to right."""
     import cv2
@@ -195,7 +180,7 @@ def test_landmark_alignment_levels_the_eyes(tmp_path, order):
     from fer_bench.data.io import write_image
 
     write_layout("rafdb", str(tmp_path), per_class=1, seed=0, pattern="class-grey")
-    img, pts = _eye_discs_photo(angle=30.0)
+    img, pts = eye_discs_photo(angle=30.0)
     write_image(tmp_path / "basic" / "Image" / "original" / "train_00001.jpg", img)
     listed = pts[[1, 0, 2, 4, 3]] if order == "image-right first" else pts  # the README does not say which
     _manual_file(tmp_path, "train_00001").write_text("".join(f"{x:.3f}\t{y:.3f}\n" for x, y in listed) + "1\n2\n2\n")
